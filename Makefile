@@ -1,0 +1,43 @@
+# docroute: `make run` (set up, then extract sample_docs/ into ./out) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU torch this project is tested with. A GPU user installs their CUDA torch into .venv first
+# and passes CONSTRAINTS= (empty) so pip keeps it: see README "GPU".
+CONSTRAINTS ?= constraints.txt
+PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+STAMP := $(VENV)/.docroute-installed
+OUT ?= out
+
+.PHONY: setup system-deps run test bench lint clean
+
+setup: system-deps $(STAMP)
+
+system-deps:
+	@scripts/system_deps.sh
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned, so nothing later pulls a multi-GB CUDA build
+	$(if $(CONSTRAINTS),$(BIN)/python -m pip install -q $(PIP_C) torch)
+	$(BIN)/python -m pip install -q $(PIP_C) -e ".[dev]"
+	# unstructured-inference without its deps: they would pull timm -> PyPI torchvision, which
+	# breaks beside the CPU torch; what it needs at run time is in pyproject.toml
+	$(BIN)/python -m pip install -q $(PIP_C) --no-deps "unstructured-inference>=1.6.12,<2"
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/docroute run sample_docs --out $(OUT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/throughput.py
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,17 @@
+"""docroute: documents in, typed and validated Parquet out.
+
+The packages live in the repository's top-level folders (schemas/, extractors/, pipelines/, flows/)
+and are installed as ``docroute.schemas`` and so on.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+PIPELINE_VERSION = "0.1.0"
+
+
+def read(out: str):
+    """Return the output tables of a run folder as a dict of pandas DataFrames."""
+    from docroute.pipelines.sink import read_tables
+
+    return read_tables(out)

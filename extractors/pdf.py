@@ -1,0 +1,176 @@
+"""PyMuPDF: open documents (PDF and raster images), read pages, render pixels.
+
+PyMuPDF opens PNG/JPEG/TIFF as documents too (a multi-page TIFF gives several pages, each sized in
+points from the image's resolution), so every input goes through one reader.
+
+``import pymupdf`` normally imports ``pymupdf.layout``, which loads an ONNX layout model (about 1 s
+and 160 MB per process). We block that import here and load the model only when asked for.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from docroute.schemas import BBox, Drawing, PageContent, Word
+
+if TYPE_CHECKING:
+    import pymupdf
+    from PIL import Image
+
+# A page "has a text layer" when its text layer holds at least this many non-space characters.
+MIN_TEXT_LAYER_CHARS = 20
+MAX_RENDER_DPI = 400.0
+MIN_RENDER_DPI = 150.0
+
+
+class DocumentOpenError(ValueError):
+    """The file could not be opened as a document; the message says why and what to do."""
+
+
+def _pymupdf():
+    if "pymupdf" not in sys.modules and "pymupdf.layout" not in sys.modules:
+        sys.modules["pymupdf.layout"] = None  # type: ignore[assignment]  # keep the layout model unloaded
+        try:
+            import pymupdf
+        finally:
+            del sys.modules["pymupdf.layout"]
+        pymupdf.no_recommend_layout()
+        pymupdf.TOOLS.mupdf_display_errors(False)
+        return pymupdf
+    import pymupdf
+
+    return pymupdf
+
+
+def activate_layout_model() -> None:
+    """Load PyMuPDF's offline layout model into this process (about 1 s, 160 MB)."""
+    _pymupdf()
+    import pymupdf.layout  # noqa: F401  (activates on import)
+
+
+@contextmanager
+def open_document(path: Path, mime_type: str, password: str | None = None) -> Iterator[pymupdf.Document]:
+    pymupdf = _pymupdf()
+    filetype = {"application/pdf": "pdf"}.get(mime_type)
+    try:
+        doc = pymupdf.open(str(path), filetype=filetype) if filetype else pymupdf.open(str(path))
+    except Exception as exc:  # MuPDF raises FileDataError, RuntimeError, ValueError...
+        raise DocumentOpenError(f"cannot open as {mime_type}: {exc}") from exc
+    try:
+        if doc.needs_pass and not (password and doc.authenticate(password)):
+            raise DocumentOpenError(
+                "the PDF is encrypted with a password; give it with --password-file or remove the encryption"
+            )
+        if doc.page_count == 0:
+            raise DocumentOpenError("the document has no pages")
+        yield doc
+    finally:
+        doc.close()
+
+
+def read_words(page: pymupdf.Page, page_number: int) -> tuple[Word, ...]:
+    """Words of the text layer with their bbox and the font size of their line."""
+    pymupdf = _pymupdf()
+    flags = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_DEHYPHENATE
+    tp = page.get_textpage(flags=flags)
+    info: dict[tuple[int, int], tuple[str | None, float | None]] = {}
+    for b_no, block in enumerate(page.get_text("dict", textpage=tp)["blocks"]):
+        for l_no, line in enumerate(block.get("lines", ())):
+            spans = line.get("spans") or ()
+            if spans:
+                big = max(spans, key=lambda s: s.get("size", 0.0))
+                info[(b_no, l_no)] = (big.get("font"), round(float(big.get("size", 0.0)), 2))
+    words = []
+    for x0, y0, x1, y1, text, b_no, l_no, _w in page.get_text("words", textpage=tp):
+        if not text.strip():
+            continue
+        font, size = info.get((b_no, l_no), (None, None))
+        words.append(
+            Word(
+                text=text, bbox=BBox(x0=x0, y0=y0, x1=x1, y1=y1), confidence=1.0,
+                block=b_no, line=l_no, font=font, size=size, source="pdf",
+            )
+        )
+    return tuple(words)
+
+
+def _drawings(page: pymupdf.Page) -> tuple[Drawing, ...]:
+    out = []
+    for path in page.get_cdrawings():
+        r = path.get("rect")
+        if r is None:
+            continue
+        items = path.get("items") or ()
+        kinds = {it[0] for it in items}
+        if kinds == {"l"}:
+            kind = "line"
+        elif kinds <= {"re", "qu"}:
+            kind = "rect"
+        elif "c" in kinds:
+            kind = "curve"
+        else:
+            kind = "other"
+        out.append(
+            Drawing(
+                kind=kind, bbox=BBox(x0=r[0], y0=r[1], x1=r[2], y1=r[3]),
+                filled=path.get("fill") is not None,
+            )
+        )
+    return tuple(out)
+
+
+def read_page(page: pymupdf.Page, page_number: int) -> PageContent:
+    """Everything cheap that the page offers before layout parsing: text layer, graphics, ink."""
+    pymupdf = _pymupdf()
+    rect = page.rect
+    words = read_words(page, page_number)
+    n_chars = sum(len(w.text) for w in words)
+    image_boxes, dpis = [], []
+    for info in page.get_image_info():
+        b = BBox(x0=info["bbox"][0], y0=info["bbox"][1], x1=info["bbox"][2], y1=info["bbox"][3])
+        if b.area <= 0:
+            continue
+        image_boxes.append(b)
+        if b.width > 0 and info.get("width"):
+            dpis.append(info["width"] / (b.width / 72.0))
+    ink_boxes, strokes = [], 0
+    for annot in page.annots() or ():
+        if annot.type[0] == pymupdf.PDF_ANNOT_INK:
+            r = annot.rect
+            ink_boxes.append(BBox(x0=r.x0, y0=r.y0, x1=r.x1, y1=r.y1))
+            strokes += len(annot.vertices or ())
+    page_is_image = bool(image_boxes) and max(b.area for b in image_boxes) >= 0.5 * rect.width * rect.height
+    native = statistics.median(dpis) if dpis and page_is_image else 72.0
+    return PageContent(
+        page_number=page_number,
+        width=rect.width,
+        height=rect.height,
+        has_text_layer=n_chars >= MIN_TEXT_LAYER_CHARS,
+        words=words,
+        image_boxes=tuple(image_boxes),
+        ink_boxes=tuple(ink_boxes),
+        ink_strokes=strokes,
+        drawings=_drawings(page),
+        native_dpi=float(native),
+    )
+
+
+def render_dpi(content: PageContent) -> float:
+    """The page's native resolution for scans (upsampling hurt OCR recall when measured here)."""
+    return float(min(MAX_RENDER_DPI, max(MIN_RENDER_DPI, content.native_dpi)))
+
+
+def render(page: pymupdf.Page, dpi: float, *, gray: bool = True) -> Image.Image:
+    """Render a page to a PIL image at ``dpi`` (annotations included)."""
+    from PIL import Image
+
+    pymupdf = _pymupdf()
+    cs = pymupdf.csGRAY if gray else pymupdf.csRGB
+    pix = page.get_pixmap(dpi=int(round(dpi)), colorspace=cs, alpha=False, annots=True)
+    mode = "L" if gray else "RGB"
+    return Image.frombytes(mode, (pix.width, pix.height), pix.samples)

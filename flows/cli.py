@@ -1,0 +1,99 @@
+"""The ``docroute`` command line. Heavy modules (Prefect, engines) are imported inside commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="docroute",
+    help="Batch document-AI ETL: a folder of documents in, warehouse-ready Parquet out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _settings(**overrides):
+    from pydantic import ValidationError
+
+    from docroute.pipelines.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(**overrides)
+    except (SettingsError, ValidationError) as exc:
+        typer.secho(f"error: invalid settings: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def run(
+    input: Annotated[str, typer.Argument(help="a folder (recursive), a glob pattern, or one file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for the Parquet tables")] = Path("out"),
+    schema: Annotated[str | None, typer.Option("--schema", help="target schema: invoice or module:Class")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="parallel documents (default: cores)")] = None,
+    parser: Annotated[str | None, typer.Option("--parser", help="layout engine: pymupdf or unstructured")] = None,
+    force: Annotated[bool, typer.Option("--force", help="reprocess documents already done")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="reprocess documents that failed before")] = False,
+) -> None:
+    """Extract every document under INPUT into Parquet tables under --out."""
+    from rich.console import Console
+
+    from docroute.flows.report import ProgressView, print_summary
+    from docroute.pipelines.ingest import InputError
+
+    settings = _settings(schema_name=schema, workers=workers, parser=parser, force=force or None)
+    console = Console(stderr=True)
+    from docroute.schemas.registry import UnknownSchemaError, get_schema
+
+    try:
+        get_schema(settings.schema_name)
+    except UnknownSchemaError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    from docroute.flows import progress
+    from docroute.flows.extract import run_extract
+
+    view = ProgressView(console)
+    try:
+        with view, progress.listening(view.on_event):
+            summary = run_extract(input, str(out), settings, retry_failed=retry_failed)
+    except InputError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    print_summary(Console(), summary, out)
+
+
+@app.command("schema")
+def schema_cmd(
+    name: Annotated[str, typer.Argument(help="schema name (invoice, table, chart, handwriting) or module:Class")] = "invoice",
+) -> None:
+    """Print a target schema's JSON schema and the Parquet columns of its extraction table."""
+    from docroute.schemas.contract import extraction_schema
+    from docroute.schemas.registry import UnknownSchemaError, get_schema
+
+    try:
+        cls = get_schema(name)
+    except UnknownSchemaError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(cls.model_json_schema(), indent=2))
+    typer.echo(f"\nParquet columns of extractions/{cls.schema_name} (schema version {cls.schema_version}):")
+    for f in extraction_schema(cls):
+        typer.echo(f"  {f.name}: {f.type}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.secho("interrupted: finished documents are saved; rerun the same command to go on", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

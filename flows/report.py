@@ -1,0 +1,71 @@
+"""What the user sees: a rich progress bar while a run goes, a summary table when it ends."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+class ProgressView:
+    """Documents done out of planned, pages done, with the last file seen."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.lock = threading.Lock()
+        self.pages = 0
+        self.progress = Progress(
+            TextColumn("[bold]documents"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("pages {task.fields[pages]}"), TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[last]}"), console=console, transient=False,
+        )
+        self.task = self.progress.add_task("documents", total=None, pages=0, last="discovering files...")
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def on_event(self, event: dict) -> None:
+        with self.lock:
+            if event["event"] == "planned":
+                note = f"{event['skipped']} already done" if event["skipped"] else ""
+                self.progress.update(self.task, total=event["todo"], last=note)
+            elif event["event"] == "document":
+                self.pages += event["pages"]
+                mark = "" if event["status"] == "ok" else f" [{event['status']}]"
+                self.progress.update(self.task, advance=1, pages=self.pages, last=event["file_name"] + mark)
+
+
+def print_summary(console: Console, summary: dict, out: Path) -> None:
+    totals = summary["totals"]
+    table = Table(title=f"docroute run {summary['run_id']}", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("documents processed", str(totals.documents))
+    table.add_row("  ok / partial / failed", f"{totals.ok} / {totals.partial} / {totals.failed}")
+    table.add_row("  skipped (already done)", str(totals.skipped))
+    if totals.duplicates:
+        table.add_row("  duplicates (same bytes)", str(totals.duplicates))
+    table.add_row("pages", str(totals.pages))
+    table.add_row("  layout route / vlm route", f"{totals.pages_layout} / {totals.pages_vlm}")
+    for reason, n in sorted(totals.reasons.items()):
+        table.add_row(f"    {reason}", str(n))
+    table.add_row("documents needing review", str(totals.needs_review))
+    table.add_row("fields needing review", str(totals.fields_review))
+    table.add_row("throughput", f"{summary['pages_per_s']:.2f} pages/s ({summary['elapsed_s']:.1f} s)")
+    table.add_row("output", str(out))
+    console.print(table)
+    for path, error in totals.failures:
+        console.print(f"[yellow]{path}[/]: {error}")
+    glob = f"{out}/extractions/*/*.parquet"
+    console.print("\nQuery the results with DuckDB:")
+    console.print(
+        f"  duckdb -c \"SELECT file_name, invoice_number, invoice_date, total, currency, needs_review "
+        f"FROM read_parquet('{glob}')\"", markup=False, highlight=False,
+    )

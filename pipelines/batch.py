@@ -1,0 +1,108 @@
+"""Planning and summarising a batch: which files to process, which are done, what happened."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docroute.pipelines.ingest import discover, ingest, unreadable_id
+from docroute.schemas import DocumentResult
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path: Path
+    doc_id: str
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    todo: tuple[PlannedFile, ...]
+    skipped: tuple[PlannedFile, ...]  # already done with this pipeline and schema version
+    duplicates: tuple[PlannedFile, ...]  # same bytes as another input of this run
+    discovered: int
+
+
+def plan(input_spec: str, done: dict[str, str], *, force: bool = False, retry_failed: bool = False) -> RunPlan:
+    todo, skipped, duplicates = [], [], []
+    seen: set[str] = set()
+    paths = discover(input_spec)
+    for path in paths:
+        try:
+            doc_id = ingest(path).doc_id
+        except OSError:
+            doc_id = unreadable_id(path)
+        item = PlannedFile(path=path, doc_id=doc_id)
+        if doc_id in seen:
+            duplicates.append(item)
+            continue
+        seen.add(doc_id)
+        status = done.get(doc_id)
+        if status is not None and not force and not (retry_failed and status == "failed"):
+            skipped.append(item)
+        else:
+            todo.append(item)
+    return RunPlan(tuple(todo), tuple(skipped), tuple(duplicates), len(paths))
+
+
+def document_summary(result: DocumentResult) -> dict:
+    """The small per-document record that travels to progress display and the run summary."""
+    routes = Counter(p.decision.route for p in result.pages)
+    reasons = Counter(r for p in result.pages for r in p.decision.reasons)
+    review_fields = sum(
+        1 for ex in result.extractions for r in ex.review_reasons if r.startswith(("missing:", "low_confidence:"))
+    )
+    return {
+        "doc_id": result.document.doc_id,
+        "file_name": result.document.file_name,
+        "source_path": result.document.source_path,
+        "status": result.status,
+        "error": result.error,
+        "pages": len(result.pages),
+        "pages_layout": routes.get("layout", 0),
+        "pages_vlm": routes.get("vlm", 0),
+        "route_reasons": dict(reasons),
+        "needs_review": any(ex.needs_review for ex in result.extractions),
+        "fields_review": review_fields,
+        "duration_ms": result.duration_ms,
+    }
+
+
+@dataclass
+class RunTotals:
+    documents: int = 0
+    ok: int = 0
+    partial: int = 0
+    failed: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    pages: int = 0
+    pages_layout: int = 0
+    pages_vlm: int = 0
+    needs_review: int = 0
+    fields_review: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, s: dict) -> None:
+        self.documents += 1
+        setattr(self, s["status"], getattr(self, s["status"]) + 1)
+        self.pages += s["pages"]
+        self.pages_layout += s["pages_layout"]
+        self.pages_vlm += s["pages_vlm"]
+        self.needs_review += bool(s["needs_review"])
+        self.fields_review += s["fields_review"]
+        self.reasons.update(s["route_reasons"])
+        if s["status"] != "ok":
+            self.failures.append((s["source_path"], s["error"] or ""))
+
+    def counts(self) -> dict[str, int]:
+        keys = ("documents", "ok", "partial", "failed", "skipped", "duplicates", "pages", "pages_layout",
+                "pages_vlm", "needs_review", "fields_review")
+        return {k: int(getattr(self, k)) for k in keys} | {f"reason_{k}": v for k, v in self.reasons.items()}
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1

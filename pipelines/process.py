@@ -1,0 +1,141 @@
+"""``process_document(path, settings) -> DocumentResult``: the whole pipeline for one file.
+
+ingest -> pages (PyMuPDF; tesseract for pages without a text layer) -> layout parse -> signals ->
+route -> fields (layout route) -> VLM stage (routed pages) -> validate. Document problems never raise:
+they come back as a ``failed`` (or ``partial``) result carrying the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from docroute import PIPELINE_VERSION
+from docroute.extractors import detect, layout_pymupdf, ocr, pdf
+from docroute.extractors.vlm import get_backend
+from docroute.pipelines import route
+from docroute.pipelines.ingest import SourceFile, ingest, unreadable_id
+from docroute.pipelines.settings import Settings
+from docroute.pipelines.validate import build_extraction
+from docroute.schemas import Document, DocumentResult, Extraction, FieldValue, PageResult, ParsedPage
+from docroute.schemas.registry import get_schema
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 2)
+
+
+def _failed(document: Document, error: str, t0: float) -> DocumentResult:
+    return DocumentResult(
+        document=document, status="failed", error=error, processed_at=datetime.now(UTC),
+        duration_ms=_ms(t0), pipeline_version=PIPELINE_VERSION,
+    )
+
+
+def _unsupported_message(src: SourceFile) -> str:
+    if src.size_bytes == 0:
+        return "the file is empty (0 bytes); re-export or re-download it"
+    return (
+        f"not a supported document type: the bytes look like {src.detected}; "
+        "docroute reads PDF, PNG, JPEG and TIFF (the type comes from the content, not the file name)"
+    )
+
+
+def process_page(page, page_number: int, settings: Settings) -> tuple[PageResult, float]:
+    """One page through pages -> parse -> signals -> route. Returns the page and its start time."""
+    t0 = time.perf_counter()
+    content = pdf.read_page(page, page_number)
+    image = dpi = None
+    if content.has_text_layer:
+        parsed = layout_pymupdf.parse_page(page, content, content.words, ocr=False)
+    else:
+        dpi = pdf.render_dpi(content)
+        image = pdf.render(page, dpi)
+        words = ocr.ocr_words(image, dpi, ocr.OcrOptions(settings.ocr_languages, timeout_s=settings.ocr_timeout_s))
+        parsed = layout_pymupdf.parse_page(page, content, words, ocr=True)
+    signals = detect.page_signals(content, parsed, image, dpi)
+    decision = route.decide(signals, settings.router)
+    return PageResult(parsed=parsed, signals=signals, decision=decision), t0
+
+
+def _with_unstructured(pages: list[PageResult], src: SourceFile, settings: Settings) -> list[PageResult]:
+    from docroute.extractors import unstructured_engine
+
+    sizes = {p.page_number: (p.parsed.width, p.parsed.height) for p in pages}
+    text_pages = {p.page_number for p in pages if p.parsed.has_text_layer}
+    by_page = unstructured_engine.partition_elements(
+        src.path, src.mime_type or "", sizes, text_pages, languages=settings.ocr_languages,
+        timeout_s=settings.document_timeout_s,
+    )
+    out = []
+    for p in pages:
+        parsed = p.parsed.model_copy(
+            update={"elements": tuple(by_page.get(p.page_number, ())), "parser": unstructured_engine.NAME}
+        )
+        out.append(p.model_copy(update={"parsed": parsed}))
+    return out
+
+
+def _extract_fields(schema_name: str, parsed: list[ParsedPage]) -> tuple[dict[str, FieldValue], list[str]]:
+    if schema_name != "invoice":
+        return {}, [f"no_layout_extractor:{schema_name}"]
+    from docroute.extractors.fields import extract_invoice
+
+    return extract_invoice(parsed), []
+
+
+def process_document(path: Path, settings: Settings, password: str | None = None) -> DocumentResult:
+    t0 = time.perf_counter()
+    base = Document(doc_id=unreadable_id(path), source_path=str(path), file_name=path.name,
+                    mime_type="application/octet-stream", size_bytes=0, n_pages=0)
+    try:
+        src = ingest(path)
+    except OSError as exc:
+        return _failed(base, f"cannot read the file: {exc.strerror or exc}; check it exists and is readable", t0)
+    document = base.model_copy(update={"doc_id": src.doc_id, "size_bytes": src.size_bytes,
+                                       "mime_type": src.mime_type or "application/octet-stream"})
+    if src.mime_type is None:
+        return _failed(document, _unsupported_message(src), t0)
+    schema = get_schema(settings.schema_name)
+    pages: list[PageResult] = []
+    page_errors: list[str] = []
+    try:
+        with pdf.open_document(src.path, src.mime_type, password) as doc:
+            document = document.model_copy(update={"n_pages": doc.page_count})
+            for index in range(doc.page_count):
+                try:
+                    page = doc.load_page(index)
+                    result, started = process_page(page, index + 1, settings)
+                    pages.append(result.model_copy(update={"duration_ms": _ms(started)}))
+                except Exception as exc:  # one bad page must not lose the others
+                    page_errors.append(f"page {index + 1}: {type(exc).__name__}: {exc}")
+            if getattr(doc, "is_repaired", False):
+                page_errors.append("the PDF is damaged (MuPDF repaired its structure); content may be missing")
+    except pdf.DocumentOpenError as exc:
+        return _failed(document, str(exc), t0)
+    if not pages:
+        return _failed(document, "; ".join(page_errors) or "no page could be read", t0)
+    if settings.parser == "unstructured":
+        try:
+            pages = _with_unstructured(pages, src, settings)
+        except Exception as exc:
+            page_errors.append(f"unstructured parser failed, kept PyMuPDF elements: {type(exc).__name__}: {exc}")
+
+    routed = [p.page_number for p in pages if p.decision.route == "vlm"]
+    backend = get_backend(settings.vlm_backend)
+    vlm_status = "not_routed"
+    if routed:
+        vlm = backend.extract([], schema, prompt="")  # the real backend gets page images (VLM issue)
+        vlm_status = vlm.status
+        pages = [p.model_copy(update={"vlm_status": vlm_status}) if p.page_number in routed else p for p in pages]
+    fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in pages])
+    extraction: Extraction = build_extraction(
+        schema, fields, routed_pages=routed, vlm_status=vlm_status, extra_reasons=extra,
+    )
+    status = "partial" if page_errors else "ok"
+    return DocumentResult(
+        document=document, status=status, error="; ".join(page_errors) or None, pages=tuple(pages),
+        extractions=(extraction,), processed_at=datetime.now(UTC), duration_ms=_ms(t0),
+        pipeline_version=PIPELINE_VERSION,
+    )

@@ -1,0 +1,117 @@
+"""Merge + validate: pydantic validation, arithmetic and date checks, review flags.
+
+Code checks what models and parsers are bad at: line amounts against quantity x unit price, line items
+against the subtotal, subtotal plus tax against the total, the due date against the invoice date. Each
+failed check, missing key field, low-confidence field or unavailable VLM is a review reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from docroute.schemas import Extraction, FieldValue
+from docroute.schemas.targets import Invoice, TargetSchema
+
+KEY_FIELDS = {"invoice": ("invoice_number", "invoice_date", "total")}
+REVIEW_CONFIDENCE = 0.6
+CENT = Decimal("0.01")
+
+
+def _tolerance(*values: Decimal) -> Decimal:
+    """Rounding slack: a cent per term, or 0.1% of the largest value."""
+    return max(CENT * len(values), max((abs(v) for v in values), default=Decimal(0)) * Decimal("0.001"))
+
+
+def _close(a: Decimal, b: Decimal, terms: int = 1) -> bool:
+    return abs(a - b) <= _tolerance(*([a] * terms), b)
+
+
+def invoice_checks(inv: Invoice) -> list[str]:
+    reasons = []
+    amounts = []
+    for i, item in enumerate(inv.line_items, start=1):
+        if item.quantity is not None and item.unit_price is not None and item.amount is not None:
+            if not _close(item.quantity * item.unit_price, item.amount):
+                reasons.append(f"line_item_amount_mismatch:{i}")
+        amounts.append(item.amount)
+    if inv.subtotal is not None and amounts and all(a is not None for a in amounts):
+        if not _close(sum(amounts, Decimal(0)), inv.subtotal, terms=len(amounts)):
+            reasons.append("line_items_sum_mismatch")
+    if inv.subtotal is not None and inv.total is not None:
+        if not _close(inv.subtotal + (inv.tax_total or Decimal(0)), inv.total, terms=2):
+            reasons.append("total_mismatch")
+    if inv.invoice_date and inv.due_date and inv.due_date < inv.invoice_date:
+        reasons.append("due_date_before_invoice_date")
+    return reasons
+
+
+def _validate(schema: type[BaseModel], data: dict[str, Any]) -> tuple[BaseModel, list[str]]:
+    """Validate; fields that fail are dropped (null) and reported rather than failing the document."""
+    errors: list[str] = []
+    current = dict(data)
+    for _ in range(len(current) + 1):
+        try:
+            return schema.model_validate(current), errors
+        except ValidationError as exc:
+            bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+            errors += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            if not bad - {"__root__"}:
+                break
+            current = {k: v for k, v in current.items() if k not in bad}
+    return schema.model_validate({}), errors
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def build_extraction(
+    schema: type[TargetSchema],
+    fields: dict[str, FieldValue],
+    *,
+    routed_pages: Sequence[int] = (),
+    vlm_status: str = "not_routed",
+    model: str | None = None,
+    extra_reasons: Sequence[str] = (),
+) -> Extraction:
+    data = {name: fv.value for name, fv in fields.items() if name in schema.model_fields}
+    obj, errors = _validate(schema, data)
+    kept = {k: v for k, v in fields.items() if k in obj.model_fields_set}
+    reasons: list[str] = list(extra_reasons)
+    reasons += [f"missing:{name}" for name in KEY_FIELDS.get(schema.schema_name, ()) if getattr(obj, name) in (None, [])]
+    if isinstance(obj, Invoice):
+        reasons += invoice_checks(obj)
+    reasons += [f"low_confidence:{name}" for name, fv in sorted(kept.items()) if fv.confidence < REVIEW_CONFIDENCE]
+    if errors:
+        reasons.append("validation_errors")
+    if routed_pages and vlm_status != "ok":
+        reasons.append("vlm_unavailable" if vlm_status == "unavailable" else f"vlm_{vlm_status}")
+    raw = {
+        "layout": {name: {"value": _jsonable(fv.value), "confidence": fv.confidence, "source": fv.source,
+                          "page": fv.page_number, "raw_text": fv.raw_text} for name, fv in fields.items()},
+        "routed_pages": list(routed_pages),
+    }
+    return Extraction(
+        schema_name=schema.schema_name,
+        schema_version=schema.schema_version,
+        data=obj.model_dump(),
+        fields=kept,
+        needs_review=bool(reasons),
+        review_reasons=tuple(dict.fromkeys(reasons)),
+        validation_errors=tuple(errors),
+        model=model,
+        raw_json=json.dumps(raw, sort_keys=True, ensure_ascii=False),
+    )

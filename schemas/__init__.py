@@ -1,0 +1,41 @@
+"""Pydantic value types and target schemas. No engine is imported here."""
+
+from docroute.schemas.values import (
+    BBox,
+    Document,
+    Drawing,
+    PageContent,
+    DocumentResult,
+    Element,
+    ElementKind,
+    Extraction,
+    FieldSource,
+    FieldValue,
+    PageResult,
+    ParsedPage,
+    Route,
+    RouteDecision,
+    Status,
+    VlmStatus,
+    Word,
+)
+
+__all__ = [
+    "BBox",
+    "Document",
+    "Drawing",
+    "PageContent",
+    "DocumentResult",
+    "Element",
+    "ElementKind",
+    "Extraction",
+    "FieldSource",
+    "FieldValue",
+    "PageResult",
+    "ParsedPage",
+    "Route",
+    "RouteDecision",
+    "Status",
+    "VlmStatus",
+    "Word",
+]

@@ -1,0 +1,95 @@
+"""Target schemas that users extract documents into.
+
+Their field names are part of the warehouse contract (DESIGN.md). Every field is optional: a value
+the pipeline could not find is null and flagged for review, never guessed.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Money = Decimal
+
+
+class TargetSchema(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_name: ClassVar[str]
+    schema_version: ClassVar[str]
+
+
+class LineItem(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    description: str | None = Field(default=None, description="What was sold, as printed.")
+    quantity: Decimal | None = Field(default=None, description="Number of units.")
+    unit_price: Money | None = Field(default=None, description="Price of one unit.")
+    amount: Money | None = Field(default=None, description="Line total (quantity x unit price).")
+
+
+class Invoice(TargetSchema):
+    schema_name: ClassVar[str] = "invoice"
+    schema_version: ClassVar[str] = "1"
+
+    invoice_number: str | None = Field(default=None, description="The invoice's identifier as printed.")
+    invoice_date: date | None = Field(default=None, description="Date of issue (ISO).")
+    due_date: date | None = Field(default=None, description="Payment due date (ISO).")
+    vendor_name: str | None = Field(default=None, description="Who issued the invoice.")
+    vendor_address: str | None = None
+    customer_name: str | None = Field(default=None, description="Who is billed.")
+    customer_address: str | None = None
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
+    subtotal: Money | None = Field(default=None, description="Total before tax.")
+    tax_total: Money | None = Field(default=None, description="Sum of taxes.")
+    total: Money | None = Field(default=None, description="Amount due, tax included.")
+    line_items: list[LineItem] = Field(default_factory=list)
+
+
+class TableCell(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    row: int
+    col: int
+    text: str
+    row_span: int = 1
+    col_span: int = 1
+    is_header: bool = False
+
+
+class Table(TargetSchema):
+    schema_name: ClassVar[str] = "table"
+    schema_version: ClassVar[str] = "1"
+
+    n_rows: int = 0
+    n_cols: int = 0
+    header_rows: int = 0
+    cells: list[TableCell] = Field(default_factory=list)
+
+
+class Series(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    values: list[float] = Field(default_factory=list)
+
+
+class ChartData(TargetSchema):
+    schema_name: ClassVar[str] = "chart"
+    schema_version: ClassVar[str] = "1"
+
+    chart_type: Literal["bar", "line", "pie", "scatter", "area", "other"] | None = None
+    title: str | None = None
+    x_axis_title: str | None = None
+    y_axis_title: str | None = None
+    series: list[Series] = Field(default_factory=list)
+
+
+class HandwrittenText(TargetSchema):
+    schema_name: ClassVar[str] = "handwriting"
+    schema_version: ClassVar[str] = "1"
+
+    lines: list[str] = Field(default_factory=list)

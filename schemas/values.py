@@ -1,0 +1,214 @@
+"""The immutable values that flow between pipeline stages.
+
+Coordinates are PDF points with a top-left origin (PyMuPDF's convention); for raster inputs one
+point is one pixel at 72 dpi of the image's stated resolution, so a page always has a size in points.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["ok", "partial", "failed"]
+Route = Literal["layout", "vlm"]
+VlmStatus = Literal["not_routed", "unavailable", "ok", "truncated", "invalid", "timeout", "failed"]
+FieldSource = Literal["layout", "ocr", "vlm", "derived"]
+ElementKind = Literal[
+    "title", "text", "list_item", "table", "figure", "header", "footer", "key_value", "handwriting", "other"
+]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BBox(Frozen):
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def width(self) -> float:
+        return max(0.0, self.x1 - self.x0)
+
+    @property
+    def height(self) -> float:
+        return max(0.0, self.y1 - self.y0)
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    @property
+    def cx(self) -> float:
+        return (self.x0 + self.x1) / 2
+
+    @property
+    def cy(self) -> float:
+        return (self.y0 + self.y1) / 2
+
+    def union(self, other: BBox) -> BBox:
+        return BBox(
+            x0=min(self.x0, other.x0), y0=min(self.y0, other.y0),
+            x1=max(self.x1, other.x1), y1=max(self.y1, other.y1),
+        )
+
+    def intersection_area(self, other: BBox) -> float:
+        w = min(self.x1, other.x1) - max(self.x0, other.x0)
+        h = min(self.y1, other.y1) - max(self.y0, other.y0)
+        return w * h if w > 0 and h > 0 else 0.0
+
+    def overlap_of(self, other: BBox) -> float:
+        """Share of *this* box covered by ``other`` (0..1)."""
+        return self.intersection_area(other) / self.area if self.area else 0.0
+
+    def contains_point(self, x: float, y: float) -> bool:
+        return self.x0 <= x <= self.x1 and self.y0 <= y <= self.y1
+
+    def scaled(self, factor: float) -> BBox:
+        return BBox(x0=self.x0 * factor, y0=self.y0 * factor, x1=self.x1 * factor, y1=self.y1 * factor)
+
+    @classmethod
+    def enclosing(cls, boxes: list[BBox]) -> BBox:
+        out = boxes[0]
+        for b in boxes[1:]:
+            out = out.union(b)
+        return out
+
+
+class Word(Frozen):
+    """One word of a page, from the PDF text layer or from OCR."""
+
+    text: str
+    bbox: BBox
+    confidence: float = Field(ge=0.0, le=1.0)
+    block: int = 0
+    line: int = 0
+    font: str | None = None
+    size: float | None = None
+    source: Literal["pdf", "ocr"] = "pdf"
+
+
+class Drawing(Frozen):
+    """One vector path of a page, simplified to what the detectors need."""
+
+    kind: Literal["line", "rect", "curve", "other"]
+    bbox: BBox
+    filled: bool = False
+
+
+class PageContent(Frozen):
+    """What the page reader found on a page before any layout parsing."""
+
+    page_number: int
+    width: float
+    height: float
+    has_text_layer: bool
+    words: tuple[Word, ...] = ()
+    image_boxes: tuple[BBox, ...] = ()
+    ink_boxes: tuple[BBox, ...] = ()
+    ink_strokes: int = 0
+    drawings: tuple[Drawing, ...] = ()
+    native_dpi: float = 72.0
+    ocr_confidence: float | None = None
+
+
+class Element(Frozen):
+    """A layout element. ``element_id`` is a stable address such as ``/page/3/table/2``."""
+
+    element_id: str
+    page_number: int
+    kind: ElementKind
+    text: str
+    bbox: BBox
+    confidence: float = Field(ge=0.0, le=1.0)
+    source: str
+    table_html: str | None = None
+    meta: dict[str, float] = Field(default_factory=dict)  # engine facts, e.g. n_rows, spanning_cells
+
+
+class Document(Frozen):
+    doc_id: str
+    source_path: str
+    file_name: str
+    mime_type: str
+    size_bytes: int
+    n_pages: int
+
+
+class RouteDecision(Frozen):
+    route: Route
+    reasons: tuple[str, ...] = ()
+    scores: dict[str, float] = Field(default_factory=dict)
+    explanation: str = ""
+    policy_version: str
+
+
+class ParsedPage(Frozen):
+    """What a layout parser read from one page: words (text layer or OCR) and elements."""
+
+    page_number: int
+    width: float
+    height: float
+    has_text_layer: bool
+    parser: str
+    text: str
+    words: tuple[Word, ...] = ()
+    elements: tuple[Element, ...] = ()
+    ocr_confidence: float | None = None
+
+
+class PageResult(Frozen):
+    """A parsed page with its signals, its route decision and what the VLM stage did with it."""
+
+    parsed: ParsedPage
+    signals: dict[str, float] = Field(default_factory=dict)
+    decision: RouteDecision
+    vlm_status: VlmStatus = "not_routed"
+    duration_ms: float = 0.0
+
+    @property
+    def page_number(self) -> int:
+        return self.parsed.page_number
+
+
+class FieldValue(Frozen):
+    """One extracted value with where it came from and how sure we are."""
+
+    name: str
+    value: Any = None
+    confidence: float = Field(ge=0.0, le=1.0)
+    source: FieldSource
+    page_number: int | None = None
+    bbox: BBox | None = None
+    raw_text: str | None = None
+
+
+class Extraction(Frozen):
+    """A document extracted into one target schema, validated, with review flags."""
+
+    schema_name: str
+    schema_version: str
+    data: dict[str, Any]
+    fields: dict[str, FieldValue] = Field(default_factory=dict)
+    needs_review: bool = False
+    review_reasons: tuple[str, ...] = ()
+    validation_errors: tuple[str, ...] = ()
+    model: str | None = None
+    raw_json: str = "{}"
+
+
+class DocumentResult(Frozen):
+    """Everything one document produced. A failed document carries its error and no pages."""
+
+    document: Document
+    status: Status
+    error: str | None = None
+    pages: tuple[PageResult, ...] = ()
+    extractions: tuple[Extraction, ...] = ()
+    processed_at: datetime
+    duration_ms: float = 0.0
+    pipeline_version: str
