@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,7 +54,7 @@ def activate_layout_model() -> None:
 
 
 @contextmanager
-def open_document(path: Path, mime_type: str, password: str | None = None) -> Iterator[pymupdf.Document]:
+def open_document(path: Path, mime_type: str, passwords: Sequence[str] = ()) -> Iterator[pymupdf.Document]:
     pymupdf = _pymupdf()
     filetype = {"application/pdf": "pdf"}.get(mime_type)
     try:
@@ -62,9 +62,11 @@ def open_document(path: Path, mime_type: str, password: str | None = None) -> It
     except Exception as exc:  # MuPDF raises FileDataError, RuntimeError, ValueError...
         raise DocumentOpenError(f"cannot open as {mime_type}: {exc}") from exc
     try:
-        if doc.needs_pass and not (password and doc.authenticate(password)):
+        if doc.needs_pass and not any(doc.authenticate(pw) for pw in passwords):
+            tried = f"none of the {len(passwords)} password(s) given opens it" if passwords else "no password was given"
             raise DocumentOpenError(
-                "the PDF is encrypted with a password; give it with --password-file or remove the encryption"
+                f"the PDF is encrypted with a password and {tried}; "
+                "put the password in a file and pass --password-file FILE, or remove the encryption"
             )
         if doc.page_count == 0:
             raise DocumentOpenError("the document has no pages")

@@ -39,6 +39,8 @@ def run(
     parser: Annotated[str | None, typer.Option("--parser", help="layout engine: pymupdf or unstructured")] = None,
     force: Annotated[bool, typer.Option("--force", help="reprocess documents already done")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="reprocess documents that failed before")] = False,
+    password_file: Annotated[Path | None, typer.Option("--password-file", exists=True, dir_okay=False,
+                                                       help="passwords for encrypted PDFs, one per line")] = None,
 ) -> None:
     """Extract every document under INPUT into Parquet tables under --out."""
     from rich.console import Console
@@ -46,7 +48,8 @@ def run(
     from docroute.flows.report import ProgressView, print_summary
     from docroute.pipelines.ingest import InputError
 
-    settings = _settings(schema_name=schema, workers=workers, parser=parser, force=force or None)
+    settings = _settings(schema_name=schema, workers=workers, parser=parser, force=force or None,
+                         password_file=password_file.resolve() if password_file else None)
     console = Console(stderr=True)
     from docroute.schemas.registry import UnknownSchemaError, get_schema
 

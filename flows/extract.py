@@ -145,7 +145,7 @@ def extract_folder(input: str, out: str, settings: Settings, retry_failed: bool 
         "counts": totals.counts(), "versions": _versions(),
     }
     sink.write_run(run)
-    return {**run, "elapsed_s": elapsed, "pages_per_s": totals.pages / elapsed if elapsed else 0.0,
+    return {**run, "schema": sink.schema.schema_name, "elapsed_s": elapsed, "pages_per_s": totals.pages / elapsed if elapsed else 0.0,
             "failures": totals.failures, "totals": totals}
 
 

@@ -63,9 +63,10 @@ def print_summary(console: Console, summary: dict, out: Path) -> None:
     console.print(table)
     for path, error in totals.failures:
         console.print(f"[yellow]{path}[/]: {error}")
-    glob = f"{out}/extractions/*/*.parquet"
-    console.print("\nQuery the results with DuckDB:")
+    schema = summary["schema"]
+    columns = "file_name, invoice_number, invoice_date, total, currency, needs_review" if schema == "invoice" else "*"
+    console.print("\nQuery the results with DuckDB (the CLI is in the project's .venv/bin):")
     console.print(
-        f"  duckdb -c \"SELECT file_name, invoice_number, invoice_date, total, currency, needs_review "
-        f"FROM read_parquet('{glob}')\"", markup=False, highlight=False,
+        f"  duckdb -c \"SELECT {columns} FROM read_parquet('{out}/extractions/{schema}/*.parquet')\"",
+        markup=False, highlight=False, soft_wrap=True,
     )

@@ -85,7 +85,14 @@ def _extract_fields(schema_name: str, parsed: list[ParsedPage]) -> tuple[dict[st
     return extract_invoice(parsed), []
 
 
-def process_document(path: Path, settings: Settings, password: str | None = None) -> DocumentResult:
+def _passwords(settings: Settings) -> tuple[str, ...]:
+    if settings.password_file is None:
+        return ()
+    lines = settings.password_file.read_text(encoding="utf-8").splitlines()
+    return tuple(line.rstrip("\r") for line in lines if line.strip())
+
+
+def process_document(path: Path, settings: Settings) -> DocumentResult:
     t0 = time.perf_counter()
     base = Document(doc_id=unreadable_id(path), source_path=str(path), file_name=path.name,
                     mime_type="application/octet-stream", size_bytes=0, n_pages=0)
@@ -101,7 +108,7 @@ def process_document(path: Path, settings: Settings, password: str | None = None
     pages: list[PageResult] = []
     page_errors: list[str] = []
     try:
-        with pdf.open_document(src.path, src.mime_type, password) as doc:
+        with pdf.open_document(src.path, src.mime_type, _passwords(settings)) as doc:
             document = document.model_copy(update={"n_pages": doc.page_count})
             for index in range(doc.page_count):
                 try:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     ocr_languages: tuple[str, ...] = ("eng",)
     ocr_timeout_s: float = Field(120.0, gt=0)
     document_timeout_s: float = Field(600.0, gt=0, description="a document taking longer becomes a failed row")
+    password_file: Path | None = Field(
+        None, description="file of passwords, one per line, tried on encrypted PDFs (only the path is recorded)"
+    )
     vlm_backend: Literal["none"] = Field("none", description="'none': routed pages keep their layout result")
     vlm_model: str | None = Field(None, description="local folder of the VLM weights (never a hub)")
     router: RouterSettings = RouterSettings()

@@ -1,0 +1,47 @@
+"""Bad input gets a clear error and loses nothing: failed rows with the reason, never an exception."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import SAMPLES, all_expected
+
+from docroute.pipelines.process import process_document
+from docroute.pipelines.settings import Settings
+
+BROKEN = [e for e in all_expected() if e["kind"] == "broken"]
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=lambda e: e["file"])
+def test_broken_sample_gives_expected_status_and_reason(case):
+    result = process_document(SAMPLES / case["file"], Settings(workers=1))
+    assert result.status == case["status"]
+    assert case["error_contains"] in result.error.lower()
+    assert result.document.file_name == case["file"] and len(result.document.doc_id) == 64
+
+
+def test_encrypted_pdf_opens_with_password_file(tmp_path):
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("nope\n")
+    result = process_document(SAMPLES / "broken_encrypted.pdf", Settings(workers=1, password_file=wrong))
+    assert result.status == "failed" and "none of the 1 password" in result.error
+    good = tmp_path / "pw.txt"
+    good.write_text("nope\nsecret\n")
+    result = process_document(SAMPLES / "broken_encrypted.pdf", Settings(workers=1, password_file=good))
+    assert result.status == "ok" and result.document.n_pages == 1
+    assert result.pages[0].parsed.has_text_layer
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_file_is_a_failed_row(tmp_path):
+    f = tmp_path / "locked.pdf"
+    f.write_bytes((SAMPLES / "invoice_ruled.pdf").read_bytes())
+    f.chmod(0)
+    result = process_document(f, Settings(workers=1))
+    assert result.status == "failed" and "cannot read" in result.error
+
+
+def test_directory_posing_as_file_is_a_failed_row(tmp_path):
+    result = process_document(tmp_path, Settings(workers=1))
+    assert result.status == "failed" and "cannot read" in result.error

@@ -1,0 +1,181 @@
+"""The CLI end to end on sample_docs/, read back with DuckDB; broken inputs; reruns; a SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from conftest import SAMPLES, all_expected, cli
+
+from docroute.schemas.contract import DOCUMENTS, ELEMENTS, PAGES, RUNS, extraction_schema
+from docroute.schemas.targets import Invoice
+
+EXPECTED = {e["file"]: e for e in all_expected()}
+TABLES = ["documents", "pages", "elements", "runs", "extractions/invoice"]
+
+
+def q(out: Path, sql: str) -> list[tuple]:
+    """Run SQL where {t} names are replaced by read_parquet over the output tables."""
+    for t in TABLES:
+        sql = sql.replace("{" + t + "}", f"read_parquet('{out}/{t}/**/*.parquet', union_by_name=true)")
+    return duckdb.sql(sql).fetchall()
+
+
+def test_run_reports_summary_and_duckdb_query(sample_run):
+    out, proc = sample_run
+    assert "ok / partial / failed" in proc.stdout
+    assert "read_parquet(" in proc.stdout and "duckdb -c" in proc.stdout
+    assert "pages/s" in proc.stdout
+    for name, case in EXPECTED.items():
+        if case["status"] != "ok":
+            assert name in proc.stdout, f"the summary names the failed file {name}"
+
+
+def test_one_row_per_document_with_expected_status(sample_run):
+    out, _ = sample_run
+    rows = q(out, "SELECT file_name, status, error, n_pages, mime_type FROM {documents}")
+    assert {r[0] for r in rows} == set(EXPECTED)
+    for file_name, status, error, n_pages, mime in rows:
+        case = EXPECTED[file_name]
+        assert status == case["status"], (file_name, error)
+        if case["error_contains"]:
+            assert case["error_contains"] in error.lower(), (file_name, error)
+        if case["n_pages"] is not None:
+            assert n_pages == case["n_pages"]
+    assert dict((r[0], r[4]) for r in rows)["invoice_photo.png"] == "image/png"
+
+
+def test_pages_routes_and_text(sample_run):
+    out, _ = sample_run
+    rows = q(out, """SELECT d.file_name, p.page_number, p.route, p.route_reasons, p.vlm_status, p.text,
+                            p.has_text_layer, p.policy_version, p.signals
+                     FROM {pages} p JOIN {documents} d USING (doc_id) WHERE d.status = 'ok'
+                     ORDER BY 1, 2""")
+    by_file: dict[str, list] = {}
+    for r in rows:
+        by_file.setdefault(r[0], []).append(r)
+    for name, pages in by_file.items():
+        case = EXPECTED[name]
+        assert [p[2] for p in pages] == case["expected_route"], name
+        assert [sorted(p[3]) for p in pages] == [sorted(x) for x in case["expected_reasons"]], name
+        assert [p[6] for p in pages] == case["has_text_layer"], name
+        for p in pages:
+            assert p[4] == ("unavailable" if p[2] == "vlm" else "not_routed")
+            assert p[7] and isinstance(p[8], dict) and "words" in p[8]
+        text = "\n".join(p[5] for p in pages)
+        if all(case["has_text_layer"]):
+            for s in case["text_contains"]:
+                assert s in text, (name, s)
+
+
+def test_invoice_extractions_match_expected_json(sample_run):
+    out, _ = sample_run
+    con = duckdb.connect()
+    df = con.sql(f"SELECT * FROM read_parquet('{out}/extractions/invoice/*.parquet')").df()
+    rows = {r["file_name"]: r for r in df.to_dict("records")}
+    digital = ["invoice_ruled.pdf", "invoice_unruled.pdf", "invoice_two_page.pdf"]
+    for name in digital:
+        exp, row = EXPECTED[name]["invoice"], rows[name]
+        assert row["invoice_number"] == exp["invoice_number"], name
+        assert str(row["invoice_date"])[:10] == exp["invoice_date"], name
+        assert str(row["due_date"])[:10] == exp["due_date"], name
+        assert row["currency"] == exp["currency"], name
+        for money in ("subtotal", "tax_total", "total"):
+            assert Decimal(str(row[money])) == Decimal(exp[money]), (name, money)
+        assert len(row["line_items"]) == len(exp["line_items"]), name
+        for got, want in zip(row["line_items"], exp["line_items"], strict=True):
+            assert Decimal(str(got["amount"])) == Decimal(want["amount"]), name
+        conf = dict(row["field_confidence"])
+        assert set(conf) >= {"invoice_number", "total"} and all(0 <= c <= 1 for c in conf.values())
+        assert dict(row["field_source"])["total"] == "layout"
+    for name in ("invoice_scanned.pdf", "invoice_photo.png"):
+        exp, row = EXPECTED[name]["invoice"], rows[name]
+        assert row["invoice_number"] == exp["invoice_number"], name
+        assert Decimal(str(row["total"])) == Decimal(exp["total"]), name
+        assert dict(row["field_source"])["total"] == "ocr", name
+    # routed documents are flagged: no VLM in this run
+    routed = {r[0]: r[1] for r in q(out, """SELECT d.file_name, e.review_reasons FROM {extractions/invoice} e
+                                            JOIN {documents} d USING (doc_id)""")}
+    assert "vlm_unavailable" in routed["handwriting_note.pdf"]
+
+
+def test_parquet_files_follow_the_contract(sample_run):
+    out, _ = sample_run
+    for name, schema in (("documents", DOCUMENTS), ("pages", PAGES), ("elements", ELEMENTS), ("runs", RUNS),
+                         ("extractions/invoice", extraction_schema(Invoice))):
+        files = list((out / name).glob("*.parquet"))
+        assert files, name
+        for f in files:
+            assert pq.read_schema(f).remove_metadata().equals(schema), (name, f)
+    types = dict(q(out, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {extractions/invoice})"))
+    assert types["invoice_date"] == "DATE" and types["total"].startswith("DECIMAL")
+    assert types["line_items"].startswith("STRUCT(") and types["line_items"].endswith("[]")
+    assert not list(out.rglob("*.tmp")), "no temporary file is left behind"
+
+
+def test_elements_have_stable_addresses_and_boxes_in_points(sample_run):
+    out, _ = sample_run
+    rows = q(out, """SELECT e.element_id, e.page_number, e.x0, e.y0, e.x1, e.y1, p.width, p.height
+                     FROM {elements} e JOIN {pages} p USING (doc_id, page_number)""")
+    assert rows
+    for eid, page, x0, y0, x1, y1, w, h in rows:
+        assert eid.startswith(f"/page/{page}/")
+        assert -1 <= x0 <= x1 <= w + 1 and -1 <= y0 <= y1 <= h + 1
+
+
+def test_rerun_writes_nothing_new(sample_run, prefect_api, tmp_path):
+    out, _ = sample_run
+    snapshot = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet") if "runs" not in p.parts}
+    proc = cli(["run", str(SAMPLES), "--out", str(out)], api_url=prefect_api)
+    assert proc.returncode == 0, proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet") if "runs" not in p.parts} == snapshot
+    assert f"{len(EXPECTED)}" in proc.stdout and "skipped" in proc.stdout
+    runs = q(out, "SELECT counts['skipped'], counts['documents'] FROM {runs} ORDER BY started_at")
+    assert runs[-1] == (len(EXPECTED), 0)
+
+
+def test_bad_input_is_a_clear_error_with_nonzero_exit(prefect_api, tmp_path):
+    proc = cli(["run", str(tmp_path / "nope"), "--out", str(tmp_path / "o")], api_url=prefect_api)
+    assert proc.returncode == 2 and "nope" in proc.stderr
+    proc = cli(["run", str(SAMPLES), "--out", str(tmp_path / "o"), "--schema", "nosuch"], api_url=prefect_api)
+    assert proc.returncode == 2 and "unknown schema" in proc.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_keeps_each_document_once(prefect_api, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(8):  # distinct bytes: a trailing comment after %%EOF changes the hash, not the PDF
+        for name in ("invoice_ruled.pdf", "invoice_scanned.pdf"):
+            data = (SAMPLES / name).read_bytes() + f"\n% copy {i}\n".encode()
+            (corpus / f"{i:02d}_{name}").write_bytes(data)
+    out = tmp_path / "out"
+    proc = cli(["run", str(corpus), "--out", str(out), "--workers", "2"], api_url=prefect_api,
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list((out / "documents").glob("*.parquet"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = len(list((out / "documents").glob("*.parquet")))
+    assert 3 <= committed < 16, "the kill landed mid-run"
+    rerun = cli(["run", str(corpus), "--out", str(out), "--workers", "2"], api_url=prefect_api)
+    assert rerun.returncode == 0, rerun.stderr
+    for table in ("documents", "extractions/invoice"):
+        n, distinct = q(out, f"SELECT count(*), count(DISTINCT doc_id) FROM {{{table}}}")[0]
+        assert n == distinct == 16, table
+    pages = q(out, "SELECT count(*), count(DISTINCT (doc_id, page_number)) FROM {pages}")[0]
+    assert pages == (16, 16)
+    elements = q(out, "SELECT count(*), count(DISTINCT (doc_id, element_id)) FROM {elements}")[0]
+    assert elements[0] == elements[1]
+    skipped = q(out, "SELECT counts['skipped'] FROM {runs} ORDER BY started_at DESC LIMIT 1")[0][0]
+    assert skipped == committed
+    shutil.rmtree(corpus)
