@@ -44,6 +44,7 @@ TRANSIENT = (BrokenPipeError, ConnectionError, InterruptedError, BlockingIOError
 
 def _worker_init() -> None:
     prefect_env.apply()
+    import docroute.pipelines.process  # noqa: F401  (engines load once per worker, not per document)
 
 
 @contextmanager

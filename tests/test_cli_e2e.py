@@ -13,10 +13,11 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLES, all_expected, cli
 
 from docroute.schemas.contract import DOCUMENTS, ELEMENTS, PAGES, RUNS, extraction_schema
 from docroute.schemas.targets import Invoice
+
+from conftest import SAMPLES, all_expected, cli
 
 EXPECTED = {e["file"]: e for e in all_expected()}
 TABLES = ["documents", "pages", "elements", "runs", "extractions/invoice"]
@@ -43,7 +44,7 @@ def test_one_row_per_document_with_expected_status(sample_run):
     out, _ = sample_run
     rows = q(out, "SELECT file_name, status, error, n_pages, mime_type FROM {documents}")
     assert {r[0] for r in rows} == set(EXPECTED)
-    for file_name, status, error, n_pages, mime in rows:
+    for file_name, status, error, n_pages, _mime in rows:
         case = EXPECTED[file_name]
         assert status == case["status"], (file_name, error)
         if case["error_contains"]:
@@ -179,3 +180,13 @@ def test_sigkill_midway_then_rerun_keeps_each_document_once(prefect_api, tmp_pat
     skipped = q(out, "SELECT counts['skipped'] FROM {runs} ORDER BY started_at DESC LIMIT 1")[0][0]
     assert skipped == committed
     shutil.rmtree(corpus)
+
+
+def test_read_returns_dataframes(sample_run):
+    import docroute
+
+    out, _ = sample_run
+    tables = docroute.read(out)
+    assert set(tables) >= {"documents", "pages", "elements", "runs", "extractions/invoice"}
+    assert len(tables["documents"]) == len(EXPECTED)
+    assert tables["extractions/invoice"]["doc_id"].is_unique

@@ -7,12 +7,13 @@ import shutil
 import sys
 
 import pytest
-from conftest import SAMPLES, all_expected, expected, realdoc
 
 from docroute.extractors import detect, layout_pymupdf, ocr, pdf
 from docroute.pipelines import ingest, route
 from docroute.pipelines.process import process_document, process_page
 from docroute.pipelines.settings import RouterSettings, Settings
+
+from conftest import SAMPLES, all_expected, expected, realdoc
 
 SETTINGS = Settings(workers=1)
 DOCS = [e for e in all_expected() if e["kind"] != "broken"]

@@ -1,0 +1,168 @@
+"""Throughput and memory of docroute beside the engines underneath, in one run.
+
+Builds N-page corpora from the sample invoices (digital and scanned; each copy gets distinct bytes so
+docroute does not deduplicate it) and runs, each in its own process tree with the same worker count:
+
+- docroute: the real ``docroute run`` CLI (Prefect flow, worker processes, Parquet out). Reported
+  twice: wall time including Prefect's embedded server start, and the flow's own processing time.
+- floor: raw PyMuPDF text extraction (digital) / PyMuPDF render + tesseract (scans) over the same
+  files: what the engines underneath cost with nothing else.
+- unstructured: ``partition_pdf`` with strategy fast (digital) / ocr_only (scans), a peer.
+
+Peak RSS is the largest sum of RSS over the process tree, sampled every 50 ms.
+
+    python bench/throughput.py [--pages 40] [--workers 2] [--only digital|scanned]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_docs"
+CORPORA = {
+    "digital": ["invoice_ruled.pdf", "invoice_unruled.pdf", "invoice_two_page.pdf"],
+    "scanned": ["invoice_scanned.pdf"],
+}
+
+FLOOR = r"""
+import sys, os
+from multiprocessing import Pool
+sys.modules["pymupdf.layout"] = None
+import pymupdf
+def one(path):
+    doc = pymupdf.open(path); n = 0
+    for page in doc:
+        if page.get_text().strip():
+            page.get_text("words")
+        else:
+            import pytesseract
+            pix = page.get_pixmap(dpi=200, colorspace=pymupdf.csGRAY)
+            from PIL import Image
+            pytesseract.image_to_string(Image.frombytes("L", (pix.width, pix.height), pix.samples), timeout=120)
+        n += 1
+    return n
+if __name__ == "__main__":
+    files = sys.argv[2:]
+    with Pool(int(sys.argv[1])) as pool:
+        print(sum(pool.map(one, files, chunksize=1)))
+"""
+
+UNSTRUCTURED = r"""
+import sys
+from multiprocessing import Pool
+def one(path):
+    from docroute.extractors.unstructured_engine import ensure_nlp_pipeline
+    ensure_nlp_pipeline()
+    from unstructured.partition.pdf import partition_pdf
+    import pymupdf
+    scanned = not pymupdf.open(path)[0].get_text().strip()
+    elements = partition_pdf(filename=path, strategy="ocr_only" if scanned else "fast")
+    return len({e.metadata.page_number for e in elements})
+if __name__ == "__main__":
+    files = sys.argv[2:]
+    with Pool(int(sys.argv[1])) as pool:
+        print(sum(pool.map(one, files, chunksize=1)))
+"""
+
+
+def build_corpus(kind: str, pages: int, folder: Path) -> tuple[list[Path], int]:
+    folder.mkdir(parents=True, exist_ok=True)
+    import pymupdf
+
+    sources = [(SAMPLES / name, pymupdf.open(SAMPLES / name).page_count) for name in CORPORA[kind]]
+    files, total, i = [], 0, 0
+    while total < pages:
+        src, n = sources[i % len(sources)]
+        dst = folder / f"{i:04d}_{src.name}"
+        dst.write_bytes(src.read_bytes() + f"\n% bench copy {i}\n".encode())
+        files.append(dst)
+        total += n
+        i += 1
+    return files, total
+
+
+def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB over the process tree, stdout)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
+        root = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                procs = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}):\n{text[-2000:]}")
+    return wall, peak / 2**20, text
+
+
+def run_docroute(corpus: Path, out: Path, workers: int) -> dict:
+    docroute = str(Path(sys.executable).with_name("docroute"))
+    wall, rss, _ = measure([docroute, "run", str(corpus), "--out", str(out), "--workers", str(workers)])
+    import pyarrow.parquet as pq
+
+    runs = pq.read_table(out / "runs").to_pylist()[-1]
+    flow_s = (runs["finished_at"] - runs["started_at"]).total_seconds()
+    pages = dict(runs["counts"])["pages"]
+    return {"wall": wall, "flow": flow_s, "rss": rss, "pages": pages}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pages", type=int, default=40)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--only", choices=sorted(CORPORA))
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    kinds = [args.only] if args.only else list(CORPORA)
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="docroute-bench-"))
+    try:
+        for kind in kinds:
+            files, pages = build_corpus(kind, args.pages, work / kind)
+            names = [str(f) for f in files]
+            floor_wall, floor_rss, _ = measure([sys.executable, "-c", FLOOR, str(args.workers), *names])
+            uns_wall, uns_rss, _ = measure([sys.executable, "-c", UNSTRUCTURED, str(args.workers), *names])
+            d = run_docroute(work / kind, work / f"out-{kind}", args.workers)
+            assert d["pages"] == pages, (d["pages"], pages)
+            for engine, wall, rss in (
+                ("floor (PyMuPDF" + (" + tesseract)" if kind == "scanned" else " text)"), floor_wall, floor_rss),
+                ("unstructured " + ("ocr_only" if kind == "scanned" else "fast"), uns_wall, uns_rss),
+                ("docroute run (wall, incl. Prefect start)", d["wall"], d["rss"]),
+                ("docroute flow (processing only)", d["flow"], d["rss"]),
+            ):
+                rows.append({"corpus": kind, "engine": engine, "pages": pages, "seconds": round(wall, 2),
+                             "pages_per_s": round(pages / wall, 2), "peak_rss_mib": round(rss),
+                             "x_floor_time": round(wall / floor_wall, 2)})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"workers={args.workers}, cpu={os.cpu_count()} cores")
+    print("| corpus | engine | pages | s | pages/s | peak RSS MiB | time vs floor |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['corpus']} | {r['engine']} | {r['pages']} | {r['seconds']} | {r['pages_per_s']} | "
+              f"{r['peak_rss_mib']} | {r['x_floor_time']}x |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
