@@ -132,12 +132,13 @@ def read_page(page: pymupdf.Page, page_number: int) -> PageContent:
     rect = page.rect
     words = read_words(page, page_number)
     n_chars = sum(len(w.text) for w in words)
-    image_boxes, dpis = [], []
+    image_boxes, dpis, grays = [], [], []
     for info in page.get_image_info():
         b = BBox(x0=info["bbox"][0], y0=info["bbox"][1], x1=info["bbox"][2], y1=info["bbox"][3])
         if b.area <= 0:
             continue
         image_boxes.append(b)
+        grays.append(info.get("colorspace") == 1)
         if b.width > 0 and info.get("width"):
             dpis.append(info["width"] / (b.width / 72.0))
     ink_boxes, strokes = [], 0
@@ -159,6 +160,7 @@ def read_page(page: pymupdf.Page, page_number: int) -> PageContent:
         ink_strokes=strokes,
         drawings=_drawings(page),
         native_dpi=float(native),
+        native_gray=page_is_image and all(grays),
     )
 
 
@@ -168,7 +170,11 @@ def render_dpi(content: PageContent) -> float:
 
 
 def render(page: pymupdf.Page, dpi: float, *, gray: bool = True) -> Image.Image:
-    """Render a page to a PIL image at ``dpi`` (annotations included)."""
+    """Render a page to a PIL image at ``dpi`` (annotations included).
+
+    For OCR, render colour pages in colour: tesseract read a phone photo's amount column from the RGB
+    image and lost it from a grayscale conversion of the same image (measured on the sample photo).
+    """
     from PIL import Image
 
     pymupdf = _pymupdf()

@@ -51,7 +51,7 @@ def process_page(page, page_number: int, settings: Settings) -> tuple[PageResult
         parsed = layout_pymupdf.parse_page(page, content, content.words, ocr=False)
     else:
         dpi = pdf.render_dpi(content)
-        image = pdf.render(page, dpi)
+        image = pdf.render(page, dpi, gray=content.native_gray)
         words = ocr.ocr_words(image, dpi, ocr.OcrOptions(settings.ocr_languages, timeout_s=settings.ocr_timeout_s))
         parsed = layout_pymupdf.parse_page(page, content, words, ocr=True)
     signals = detect.page_signals(content, parsed, image, dpi)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import SAMPLES, all_expected
 
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
+
+from conftest import SAMPLES, all_expected
 
 BROKEN = [e for e in all_expected() if e["kind"] == "broken"]
 

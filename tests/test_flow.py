@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from conftest import SAMPLES
-
 from docroute.pipelines.settings import Settings
+
+from conftest import SAMPLES
 
 
 def test_flow_runs_one_task_per_document_and_records_the_run(prefect_api, tmp_path):

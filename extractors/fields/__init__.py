@@ -1,0 +1,17 @@
+"""Layout-route invoice field extraction from parsed pages, with no per-vendor templates.
+
+``extract_invoice(pages)`` reads words and their geometry (text layer or OCR) and returns one
+``FieldValue`` per ``Invoice`` field it found. Modules, each owning one step:
+
+* ``lines``: words -> phrases -> rows;
+* ``labels``: the multilingual label lexicon and fuzzy label matching;
+* ``regions``: where a label's value is printed (right of it, or below it);
+* ``values``: money, dates and currencies, with the document's own conventions;
+* ``line_items``: the item table (header columns, rows, wrapped descriptions, page breaks);
+* ``parties``: vendor and customer names and addresses;
+* ``invoice``: the composition.
+"""
+
+from .invoice import extract_invoice
+
+__all__ = ["extract_invoice"]
