@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from docroute import PIPELINE_VERSION
-from docroute.extractors import detect, layout_pymupdf, ocr, pdf
+from docroute.extractors import detect, layout, layout_pymupdf, ocr, pdf
 from docroute.extractors.vlm import get_backend
 from docroute.pipelines import route
 from docroute.pipelines.ingest import SourceFile, ingest, unreadable_id
@@ -59,22 +59,16 @@ def process_page(page, page_number: int, settings: Settings) -> tuple[PageResult
     return PageResult(parsed=parsed, signals=signals, decision=decision), t0
 
 
-def _with_unstructured(pages: list[PageResult], src: SourceFile, settings: Settings) -> list[PageResult]:
-    from docroute.extractors import unstructured_engine
-
-    sizes = {p.page_number: (p.parsed.width, p.parsed.height) for p in pages}
-    text_pages = {p.page_number for p in pages if p.parsed.has_text_layer}
-    by_page = unstructured_engine.partition_elements(
-        src.path, src.mime_type or "", sizes, text_pages, languages=settings.ocr_languages,
-        timeout_s=settings.document_timeout_s,
-    )
-    out = []
-    for p in pages:
-        parsed = p.parsed.model_copy(
-            update={"elements": tuple(by_page.get(p.page_number, ())), "parser": unstructured_engine.NAME}
-        )
-        out.append(p.model_copy(update={"parsed": parsed}))
-    return out
+def _with_engine(pages: list[PageResult], src: SourceFile, settings: Settings) -> list[PageResult]:
+    """Give each page the elements of the configured layout engine (see extractors/layout.py)."""
+    engine = layout.get_engine(settings.parser)
+    by_page = engine.elements(src.path, src.mime_type or "", [p.parsed for p in pages], settings.ocr_languages,
+                              settings.document_timeout_s)
+    return [
+        p.model_copy(update={"parsed": p.parsed.model_copy(
+            update={"elements": by_page.get(p.page_number, ()), "parser": engine.name})})
+        for p in pages
+    ]
 
 
 def _extract_fields(schema_name: str, parsed: list[ParsedPage]) -> tuple[dict[str, FieldValue], list[str]]:
@@ -123,11 +117,11 @@ def process_document(path: Path, settings: Settings) -> DocumentResult:
         return _failed(document, str(exc), t0)
     if not pages:
         return _failed(document, "; ".join(page_errors) or "no page could be read", t0)
-    if settings.parser == "unstructured":
+    if settings.parser != layout_pymupdf.NAME:
         try:
-            pages = _with_unstructured(pages, src, settings)
-        except Exception as exc:
-            page_errors.append(f"unstructured parser failed, kept PyMuPDF elements: {type(exc).__name__}: {exc}")
+            pages = _with_engine(pages, src, settings)
+        except Exception as exc:  # the document keeps PyMuPDF's elements and says so
+            page_errors.append(f"{settings.parser} parser failed, kept PyMuPDF elements: {type(exc).__name__}: {exc}")
 
     routed = [p.page_number for p in pages if p.decision.route == "vlm"]
     backend = get_backend(settings.vlm_backend)

@@ -190,3 +190,30 @@ def test_read_returns_dataframes(sample_run):
     assert set(tables) >= {"documents", "pages", "elements", "runs", "extractions/invoice"}
     assert len(tables["documents"]) == len(EXPECTED)
     assert tables["extractions/invoice"]["doc_id"].is_unique
+
+
+def test_unstructured_parser_end_to_end(prefect_api, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("plain_text.pdf", "invoice_ruled.pdf", "invoice_photo.png"):
+        shutil.copy(SAMPLES / name, folder / name)
+    out = tmp_path / "out"
+    proc = cli(["run", str(folder), "--out", str(out), "--parser", "unstructured", "--workers", "1"],
+               api_url=prefect_api)
+    assert proc.returncode == 0, proc.stderr
+    assert q(out, "SELECT DISTINCT status FROM {documents}") == [("ok",)]
+    assert q(out, "SELECT DISTINCT parser FROM {pages}") == [("unstructured",)]
+    rows = q(out, """SELECT d.file_name, e.kind, e.text, e.source FROM {elements} e JOIN {documents} d USING (doc_id)""")
+    by_file: dict[str, list] = {}
+    for name, kind, text, source in rows:
+        by_file.setdefault(name, []).append((kind, text, source))
+    assert {s.split(":")[0] for els in by_file.values() for _, _, s in els} == {"unstructured"}
+    plain = by_file["plain_text.pdf"]
+    assert {"title", "text"} <= {k for k, _, _ in plain}, "offline NLP classifies prose and headings"
+    assert all(s == "unstructured:fast" for _, _, s in plain)
+    assert all(s == "unstructured:ocr_only" for _, _, s in by_file["invoice_photo.png"])
+    text = " ".join(t for _, t, _ in by_file["invoice_photo.png"])
+    assert EXPECTED["invoice_photo.png"]["invoice"]["invoice_number"] in text
+    # fields and routing come from the page reading, whatever the element engine
+    number = q(out, "SELECT invoice_number FROM {extractions/invoice} WHERE file_name = 'invoice_ruled.pdf'")
+    assert number == [(EXPECTED["invoice_ruled.pdf"]["invoice"]["invoice_number"],)]
