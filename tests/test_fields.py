@@ -31,79 +31,31 @@ from docroute.schemas.values import BBox, FieldValue, ParsedPage, Word  # noqa: 
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_docs"
-INVOICE2DATA = Path("/work/shared/realdocs/invoice2data")
-SCAN_DPI = 200
+INVOICE2DATA = REPO.parent / "shared" / "realdocs" / "invoice2data"
 
 
-# --------------------------------------------------------------------------- adapters (test-only)
-def _pdf_words(page: pymupdf.Page) -> tuple[Word, ...]:
-    sizes: dict[tuple[int, int], tuple[str | None, float | None]] = {}
-    for b_no, block in enumerate(page.get_text("dict")["blocks"]):
-        for l_no, line in enumerate(block.get("lines", ())):
-            spans = line.get("spans") or ()
-            if spans:
-                big = max(spans, key=lambda s: s.get("size", 0.0))
-                sizes[(b_no, l_no)] = (big.get("font"), float(big.get("size", 0.0)))
-    words = []
-    for x0, y0, x1, y1, text, block, line, _ in page.get_text("words"):
-        if text.strip():
-            font, size = sizes.get((block, line), (None, None))
-            words.append(Word(text=text, bbox=BBox(x0=x0, y0=y0, x1=x1, y1=y1), confidence=1.0,
-                              block=block, line=line, font=font, size=size, source="pdf"))
-    return tuple(words)
-
-
-def _ocr_words(image, dpi: float) -> tuple[Word, ...]:
-    import pytesseract
-
-    data = pytesseract.image_to_data(image, output_type=pytesseract.Output.DICT, config="--psm 3", timeout=60)
-    scale = 72.0 / dpi
-    words = []
-    for i, text in enumerate(data["text"]):
-        text = (text or "").strip()
-        conf = float(data["conf"][i])
-        if not text or conf < 0:
-            continue
-        x, y, w, h = (data[k][i] for k in ("left", "top", "width", "height"))
-        words.append(Word(text=text, bbox=BBox(x0=x * scale, y0=y * scale, x1=(x + w) * scale, y1=(y + h) * scale),
-                          confidence=min(1.0, conf / 100.0), block=data["block_num"][i] * 1000 + data["par_num"][i],
-                          line=data["line_num"][i], size=h * scale, source="ocr"))
-    return tuple(words)
-
-
+# --------------------------------------------------------------------------- pages through the real reader
 @cache
 def load_pages(path: str) -> tuple[ParsedPage, ...]:
-    """ParsedPage values for a PDF (text layer, or OCR when a page has none) or a raster image (OCR)."""
-    from PIL import Image
+    """ParsedPage values as the pipeline makes them: text layer, or tesseract for pages without one."""
+    from docroute.pipelines.process import process_document
+    from docroute.pipelines.settings import Settings
 
-    p = Path(path)
-    if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".tif", ".tiff"}:
-        img = Image.open(p)
-        dpi = float((img.info.get("dpi") or (150, 150))[0]) or 150.0
-        img = img.convert("RGB")
-        words = _ocr_words(img, dpi)
-        return (ParsedPage(page_number=1, width=img.width * 72 / dpi, height=img.height * 72 / dpi,
-                           has_text_layer=False, parser="tesseract", text=" ".join(w.text for w in words),
-                           words=words, ocr_confidence=None),)
-    with pymupdf.open(p) as doc:
-        return pages_of(doc)
+    result = process_document(Path(path), Settings(workers=1, schema_name="table"))
+    assert result.status == "ok", result.error
+    return tuple(p.parsed for p in result.pages)
 
 
 def pages_of(doc: pymupdf.Document) -> tuple[ParsedPage, ...]:
-    from PIL import Image
+    """Pages of an in-memory PDF, saved to a temporary file and read by the real reader."""
+    import tempfile
 
-    pages = []
-    for page in doc:
-        words = _pdf_words(page)
-        text_layer = sum(len(w.text) for w in words) >= 20
-        if not text_layer:
-            pix = page.get_pixmap(dpi=SCAN_DPI, colorspace=pymupdf.csGRAY, alpha=False)
-            img = Image.frombytes("L", (pix.width, pix.height), pix.samples)
-            words = _ocr_words(img, SCAN_DPI)
-        pages.append(ParsedPage(page_number=page.number + 1, width=page.rect.width, height=page.rect.height,
-                                has_text_layer=text_layer, parser="pymupdf" if text_layer else "tesseract",
-                                text=" ".join(w.text for w in words), words=words))
-    return tuple(pages)
+    with tempfile.NamedTemporaryFile(suffix=".pdf", delete=False) as fh:
+        fh.write(doc.tobytes())
+    try:
+        return load_pages(fh.name)
+    finally:
+        os.unlink(fh.name)
 
 
 # --------------------------------------------------------------------------- invoice2data comparison

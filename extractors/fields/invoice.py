@@ -314,7 +314,7 @@ def _line_items(doc: _Doc) -> FieldValue | None:
                 confs.append(cell.confidence)
         words.extend(item.words)
     first_page = items[0].page_number
-    on_first = [w for w in words if any(w in it.words for it in items if it.page_number == first_page)]
+    on_first = [w for it in items if it.page_number == first_page for w in it.words]
     derived = any(it.derived for it in items)
     return FieldValue(
         name="line_items", value=rows, confidence=round(statistics.fmean(confs), 4) if confs else 0.0,
