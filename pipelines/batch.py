@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +101,3 @@ class RunTotals:
         keys = ("documents", "ok", "partial", "failed", "skipped", "duplicates", "pages", "pages_layout",
                 "pages_vlm", "needs_review", "fields_review")
         return {k: int(getattr(self, k)) for k in keys} | {f"reason_{k}": v for k, v in self.reasons.items()}
-
-
-def default_workers() -> int:
-    return os.cpu_count() or 1

@@ -120,17 +120,16 @@ class ParquetSink:
     def done(self, pipeline_version: str) -> dict[str, str]:
         """doc_id -> status of documents already committed with this pipeline and schema version."""
         folder = self.out / "documents"
-        if not folder.is_dir():
+        if not folder.is_dir() or not any(folder.glob("*.parquet")):
             return {}
-        out: dict[str, str] = {}
-        for f in folder.glob("*.parquet"):
-            t = pq.read_table(f, columns=["doc_id", "status", "pipeline_version", "schema_name", "schema_version"])
-            for r in t.to_pylist():
-                if (r["pipeline_version"], r["schema_name"], r["schema_version"]) == (
-                    pipeline_version, self.schema.schema_name, self.schema.schema_version,
-                ):
-                    out[r["doc_id"]] = r["status"]
-        return out
+        # one dataset scan; temporary files start with "." and are ignored by the dataset reader
+        columns = ["doc_id", "status", "pipeline_version", "schema_name", "schema_version"]
+        rows = pq.read_table(folder, columns=columns).to_pylist()
+        key = (pipeline_version, self.schema.schema_name, self.schema.schema_version)
+        return {
+            r["doc_id"]: r["status"] for r in rows
+            if (r["pipeline_version"], r["schema_name"], r["schema_version"]) == key
+        }
 
     def write_run(self, run: dict) -> None:
         row = dict(run)

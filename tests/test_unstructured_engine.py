@@ -1,6 +1,6 @@
 """The unstructured engine on real files, offline: fast, ocr_only, mixed PDFs, coordinates, the spaCy trap.
 
-Documents come from /work/shared/realdocs (see its SOURCES.md); they are read in place.
+Documents come from ../shared/realdocs (see its SOURCES.md); they are read in place.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REALDOCS = Path("/work/shared/realdocs")
+REALDOCS = Path(__file__).resolve().parents[2] / "shared" / "realdocs"
 SCOTUS = REALDOCS / "pdfplumber" / "scotus-transcript-p1.pdf"
 SCOTUS_GT = REALDOCS / "pdfplumber" / "scotus-transcript-p1.txt"
 M27_ROTATED = REALDOCS / "camelot" / "m27.pdf"  # /Rotate 90
