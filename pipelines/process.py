@@ -48,7 +48,7 @@ def process_page(page, page_number: int, settings: Settings) -> tuple[PageResult
     content = pdf.read_page(page, page_number)
     image = dpi = None
     if content.has_text_layer:
-        parsed = layout_pymupdf.parse_page(page, content, content.words, ocr=False)
+        parsed = layout_pymupdf.parse_page(page, content, content.words, ocr=False, layout_model=settings.layout_model)
     else:
         dpi = pdf.render_dpi(content)
         image = pdf.render(page, dpi, gray=content.native_gray)

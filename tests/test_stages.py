@@ -197,3 +197,20 @@ def test_chart_signal_only_on_chart_page():
     assert detect.chart_signals(content, parsed.words)["chart_score"] >= 0.6
     content, parsed = _parsed("invoice_ruled.pdf")
     assert detect.chart_signals(content, parsed.words)["chart_score"] < 0.6
+
+
+def test_layout_model_runs_only_where_it_pays_and_finds_an_unruled_table():
+    # the AWS invoice has a large logo picture: auto mode runs the model there, not on plain pages
+    path = realdoc("invoice2data/AmazonWebServices.pdf")
+    with pdf.open_document(path, "application/pdf") as doc:
+        page = doc.load_page(0)
+        content = pdf.read_page(page, 1)
+        assert not layout_pymupdf.wants_layout_model(content, 0, "off")
+        off = layout_pymupdf.parse_page(page, content, content.words, ocr=False, layout_model="off")
+        on = layout_pymupdf.parse_page(page, content, content.words, ocr=False, layout_model="on")
+    model_tables = [e for e in on.elements if e.source.endswith("layout_model") and e.kind == "table"]
+    assert model_tables and not any(e.source.endswith("layout_model") for e in off.elements)
+    assert any("Amazon Glacier" in t.text for t in model_tables), "the unruled detail table is found"
+    _, plain = _parsed("plain_text.pdf")
+    with pdf.open_document(SAMPLES / "plain_text.pdf", "application/pdf") as doc:
+        assert not layout_pymupdf.wants_layout_model(pdf.read_page(doc.load_page(0), 1), 0, "auto")
