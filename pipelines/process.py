@@ -13,11 +13,12 @@ from pathlib import Path
 
 from docroute import PIPELINE_VERSION
 from docroute.extractors import detect, layout, layout_pymupdf, ocr, pdf
-from docroute.extractors.vlm import get_backend
 from docroute.pipelines import route
 from docroute.pipelines.ingest import SourceFile, ingest, unreadable_id
+from docroute.pipelines.redact import redact
 from docroute.pipelines.settings import Settings
 from docroute.pipelines.validate import build_extraction
+from docroute.pipelines.vlm_stage import run_vlm_stage
 from docroute.schemas import Document, DocumentResult, Extraction, FieldValue, PageResult, ParsedPage
 from docroute.schemas.registry import get_schema
 
@@ -124,19 +125,15 @@ def process_document(path: Path, settings: Settings) -> DocumentResult:
             page_errors.append(f"{settings.parser} parser failed, kept PyMuPDF elements: {type(exc).__name__}: {exc}")
 
     routed = [p.page_number for p in pages if p.decision.route == "vlm"]
-    backend = get_backend(settings.vlm_backend)
-    vlm_status = "not_routed"
-    if routed:
-        vlm = backend.extract([], schema, prompt="")  # the real backend gets page images (VLM issue)
-        vlm_status = vlm.status
-        pages = [p.model_copy(update={"vlm_status": vlm_status}) if p.page_number in routed else p for p in pages]
-    fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in pages])
+    vlm = run_vlm_stage(src, pages, schema, settings)
+    fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in vlm.pages])
     extraction: Extraction = build_extraction(
-        schema, fields, routed_pages=routed, vlm_status=vlm_status, extra_reasons=extra,
+        schema, fields, routed_pages=routed, vlm_status=vlm.status, model=vlm.model, extra_reasons=extra,
     )
     status = "partial" if page_errors else "ok"
-    return DocumentResult(
-        document=document, status=status, error="; ".join(page_errors) or None, pages=tuple(pages),
-        extractions=(extraction,), processed_at=datetime.now(UTC), duration_ms=_ms(t0),
+    result = DocumentResult(
+        document=document, status=status, error="; ".join(page_errors) or None, pages=tuple(vlm.pages),
+        extractions=(extraction, *vlm.extra), processed_at=datetime.now(UTC), duration_ms=_ms(t0),
         pipeline_version=PIPELINE_VERSION,
     )
+    return redact(result, settings.redact)

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     )
     vlm_backend: Literal["none"] = Field("none", description="'none': routed pages keep their layout result")
     vlm_model: str | None = Field(None, description="local folder of the VLM weights (never a hub)")
+    redact: tuple[str, ...] = Field((), description="PII kinds to redact before anything is written")
     router: RouterSettings = RouterSettings()
 
     @classmethod
