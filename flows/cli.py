@@ -71,6 +71,25 @@ def run(
     print_summary(Console(), summary, out)
 
 
+@app.command("eval")
+def eval_cmd(
+    labels: Annotated[Path, typer.Argument(exists=True, help="labels: JSON, CSV (file,field,value) or a folder of *.expected.json")],
+    out: Annotated[Path, typer.Option("--out", "-o", exists=True, file_okay=False, help="the run's output folder")] = Path("out"),
+    schema: Annotated[str, typer.Option("--schema", help="which extraction table to score")] = "invoice",
+) -> None:
+    """Score a run's extractions against labels: per-field precision/recall, line items, routes, calibration."""
+    from rich.console import Console
+
+    from docroute.flows.report import print_eval
+    from docroute.pipelines.evaluate import evaluate, load_labels
+
+    report = evaluate(out, load_labels(labels), schema)
+    print_eval(Console(), report)
+    target = out / "eval.json"
+    target.write_text(json.dumps(report.to_dict(), indent=2))
+    typer.echo(f"written: {target}")
+
+
 @app.command("schema")
 def schema_cmd(
     name: Annotated[str, typer.Argument(help="schema name (invoice, table, chart, handwriting) or module:Class")] = "invoice",

@@ -70,3 +70,34 @@ def print_summary(console: Console, summary: dict, out: Path) -> None:
         f"  duckdb -c \"SELECT {columns} FROM read_parquet('{out}/extractions/{schema}/*.parquet')\"",
         markup=False, highlight=False, soft_wrap=True,
     )
+
+
+def print_eval(console: Console, report) -> None:
+    table = Table(title="field-level scores (labelled fields only)")
+    for col in ("field", "labelled", "predicted", "correct", "precision", "recall"):
+        table.add_column(col, justify="left" if col == "field" else "right")
+    for name, s in sorted(report.per_field.items()):
+        table.add_row(name, str(s.labelled), str(s.predicted), str(s.correct), f"{s.precision:.2f}", f"{s.recall:.2f}")
+    o = report.overall
+    table.add_row("[bold]overall", str(o.labelled), str(o.predicted), str(o.correct), f"{o.precision:.2f}", f"{o.recall:.2f}")
+    console.print(table)
+    console.print(f"documents with every labelled field right: {report.exact_documents}/{report.documents}")
+    m, p, g = report.items
+    console.print(f"line items: {m} matched of {p} predicted and {g} labelled")
+    if report.confusion:
+        conf = Table(title="router: labelled route (rows) vs predicted route (columns), pages")
+        predicted = sorted({k[1] for k in report.confusion})
+        conf.add_column("label")
+        for col in predicted:
+            conf.add_column(col, justify="right")
+        for label in sorted({k[0] for k in report.confusion}):
+            conf.add_row(label, *(str(report.confusion.get((label, c), 0)) for c in predicted))
+        console.print(conf)
+    cal = Table(title=f"calibration of field_confidence (ECE {report.ece:.3f})")
+    for col in ("bin", "n", "mean confidence", "accuracy"):
+        cal.add_column(col, justify="right")
+    for row in report.calibration:
+        cal.add_row(row["bin"], str(row["n"]), f"{row['mean_confidence']:.2f}", f"{row['accuracy']:.2f}")
+    console.print(cal)
+    if report.missing_files:
+        console.print(f"[yellow]labelled files not in the run: {', '.join(report.missing_files)}")
