@@ -7,9 +7,10 @@ import json
 import shutil
 
 import pytest
-from conftest import REALDOCS, SAMPLES, all_expected, cli
 
 from docroute.pipelines.evaluate import _calibration, evaluate, load_labels
+
+from conftest import REALDOCS, SAMPLES, all_expected, cli
 
 
 def test_calibration_bins_and_ece():
