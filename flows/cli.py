@@ -90,6 +90,36 @@ def eval_cmd(
     typer.echo(f"written: {target}")
 
 
+@app.command("review")
+def review_cmd(
+    out: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="the run's output folder")],
+    export: Annotated[Path | None, typer.Option("--export", help="write review.csv, review.jsonl and crops here")] = None,
+    apply: Annotated[Path | None, typer.Option("--apply", exists=True, dir_okay=False,
+                                               help="corrections CSV: doc_id or file_name, field, correct_value")] = None,
+    schema: Annotated[str, typer.Option("--schema")] = "invoice",
+    threshold: Annotated[float, typer.Option("--threshold", min=0, max=1, help="also export fields under this confidence")] = 0.6,
+    reviewer: Annotated[str | None, typer.Option("--reviewer", help="recorded in corrected_by")] = None,
+) -> None:
+    """Export fields that need a person's eye, or apply their corrections as new row versions."""
+    from docroute.pipelines import review
+
+    if (export is None) == (apply is None):
+        typer.secho("error: give exactly one of --export DIR or --apply corrections.csv", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        if export is not None:
+            items = review.export(out, export, schema, threshold)
+            typer.echo(f"{len(items)} field(s) to review written to {export / 'review.csv'} and review.jsonl, "
+                       f"crops in {export / 'crops'}; fill correct_value and run --apply")
+        else:
+            rows = review.apply(out, apply, schema, reviewer)
+            ft = review.export_finetune(out, rows, out / "finetune", schema)
+            typer.echo(f"{len(rows)} document(s) corrected as new row versions; fine-tuning records in {ft}")
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command("schema")
 def schema_cmd(
     name: Annotated[str, typer.Argument(help="schema name (invoice, table, chart, handwriting) or module:Class")] = "invoice",

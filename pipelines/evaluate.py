@@ -175,7 +175,12 @@ def evaluate(out: Path, labels: Labels, schema: str = "invoice") -> Report:
     tables = read_tables(out)
     ex = tables.get(f"extractions/{schema}")
     report = Report()
-    rows = {r["file_name"]: r for r in ex.to_dict("records")} if ex is not None and len(ex) else {}
+    rows: dict[str, dict] = {}
+    for r in ex.to_dict("records") if ex is not None and len(ex) else []:
+        version = r.get("row_version")
+        version = 1 if version is None or version != version else int(version)  # NaN: files before versions
+        if r["file_name"] not in rows or version > rows[r["file_name"]]["_version"]:
+            rows[r["file_name"]] = {**r, "_version": version}  # corrections (newer versions) win
     points: list[tuple[float, bool]] = []
     matched = predicted = labelled = 0
     for name, gold in sorted(labels.fields.items()):

@@ -86,6 +86,7 @@ def extraction_row(result: DocumentResult, ex: Extraction, run_id: str) -> dict:
         "review_reasons": list(ex.review_reasons), "validation_errors": list(ex.validation_errors),
         "raw_json": ex.raw_json, "model": ex.model, "schema_version": ex.schema_version,
         "pipeline_version": result.pipeline_version, "run_id": run_id, "processed_at": result.processed_at,
+        "row_version": 1,
     }
 
 

@@ -98,6 +98,11 @@ EXTRACTION_TAIL = [
     ("pipeline_version", pa.string()),
     ("run_id", pa.string()),
     ("processed_at", TS),
+    # review corrections: a corrected row is a new version beside the original (pipelines/review.py)
+    ("row_version", pa.int32()),
+    ("corrected_fields", pa.list_(pa.string())),
+    ("corrected_by", pa.string()),
+    ("corrected_at", TS),
 ]
 
 RUNS = pa.schema([

@@ -1,0 +1,238 @@
+"""The review queue: export fields a person should check, apply their corrections as new row versions.
+
+Corrections never overwrite: each applied correction writes a new version of the document's extraction
+row (``row_version`` + 1, ``corrected_fields``, ``corrected_by``, ``corrected_at``) beside the original,
+in the same table folder. The current value of a document is its highest ``row_version``; the DuckDB
+view in the README (and :func:`latest`) selects it.
+
+Corrections also export as a fine-tuning set in the conversational format TRL's SFTTrainer reads for
+vision models: one JSON line per document with ``messages`` (user: image placeholders + prompt;
+assistant: the corrected JSON) and ``images`` (page image paths).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from docroute.schemas.contract import extraction_schema
+from docroute.schemas.registry import get_schema
+
+REVIEW_COLUMNS = ["doc_id", "file_name", "source_path", "field", "value", "confidence", "source", "page_number",
+                  "x0", "y0", "x1", "y1", "why", "crop", "correct_value"]
+CROP_DPI = 150
+CROP_MARGIN = 12.0  # points around a field's box
+
+
+def extraction_dir(out: Path, schema_name: str) -> Path:
+    return Path(out) / "extractions" / get_schema(schema_name).schema_name
+
+
+def latest(table: pa.Table) -> pa.Table:
+    """One row per doc_id: the highest row_version (pipeline output is version 1)."""
+    rows = table.to_pylist()
+    best: dict[str, dict] = {}
+    for r in rows:
+        v = r.get("row_version") or 1
+        if r["doc_id"] not in best or v > (best[r["doc_id"]].get("row_version") or 1):
+            best[r["doc_id"]] = r
+    return pa.Table.from_pylist(list(best.values()), schema=table.schema)
+
+
+def _read(out: Path, schema_name: str) -> pa.Table:
+    folder = extraction_dir(out, schema_name)
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no extractions in {folder}: run `docroute run ... --out {out}` first")
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+
+
+def _documents(out: Path) -> dict[str, dict]:
+    folder = Path(out) / "documents"
+    return {r["doc_id"]: r for r in pq.read_table(folder).to_pylist()} if folder.is_dir() else {}
+
+
+def review_items(out: Path, schema_name: str, threshold: float) -> list[dict]:
+    """Fields flagged for review or under ``threshold`` confidence, one item per (document, field)."""
+    schema = get_schema(schema_name)
+    docs = _documents(out)
+    items = []
+    for row in latest(_read(out, schema_name)).to_pylist():
+        conf = dict(row.get("field_confidence") or [])
+        source = dict(row.get("field_source") or [])
+        prov = {p["field"]: p for p in row.get("field_provenance") or []}
+        reasons = row.get("review_reasons") or []
+        flagged: dict[str, list[str]] = defaultdict(list)
+        for reason in reasons:
+            kind, _, name = reason.partition(":")
+            if name in schema.model_fields:
+                flagged[name].append(kind)
+        for name, c in conf.items():
+            if c < threshold:
+                flagged[name].append(f"confidence {c:.2f} < {threshold:.2f}")
+        for name, why in sorted(flagged.items()):
+            p = prov.get(name) or {}
+            value = row.get(name)
+            items.append({
+                "doc_id": row["doc_id"], "file_name": row["file_name"],
+                "source_path": docs.get(row["doc_id"], {}).get("source_path", ""), "field": name,
+                "value": json.dumps(value, default=str) if isinstance(value, list | dict) else value,
+                "confidence": conf.get(name), "source": source.get(name), "page_number": p.get("page_number"),
+                "x0": p.get("x0"), "y0": p.get("y0"), "x1": p.get("x1"), "y1": p.get("y1"),
+                "why": "; ".join(why), "crop": None, "correct_value": "",
+            })
+    return items
+
+
+def _crop(source_path: str, page_number: int | None, box: tuple | None, target: Path) -> bool:
+    from docroute.extractors import pdf
+    from docroute.pipelines.ingest import ingest
+
+    path = Path(source_path)
+    if not path.is_file():
+        return False
+    mime = ingest(path).mime_type
+    if mime is None:
+        return False
+    with pdf.open_document(path, mime) as doc:
+        page = doc.load_page((page_number or 1) - 1)
+        image = pdf.render(page, CROP_DPI, gray=False)
+    if box and None not in box:
+        s = CROP_DPI / 72.0
+        x0, y0, x1, y1 = box
+        image = image.crop((max(0, int((x0 - CROP_MARGIN) * s)), max(0, int((y0 - CROP_MARGIN) * s)),
+                            min(image.width, int((x1 + CROP_MARGIN) * s)), min(image.height, int((y1 + CROP_MARGIN) * s))))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image.save(target)
+    return True
+
+
+def export(out: Path, target: Path, schema_name: str = "invoice", threshold: float = 0.6) -> list[dict]:
+    """Write review.csv, review.jsonl and a PNG crop per field (the whole page when a field has no box)."""
+    target.mkdir(parents=True, exist_ok=True)
+    items = review_items(out, schema_name, threshold)
+    for item in items:
+        crop = target / "crops" / f"{item['doc_id'][:16]}_{item['field']}.png"
+        box = (item["x0"], item["y0"], item["x1"], item["y1"])
+        if _crop(item["source_path"], item["page_number"], box, crop):
+            item["crop"] = str(crop.relative_to(target))
+    with (target / "review.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=REVIEW_COLUMNS)
+        writer.writeheader()
+        writer.writerows(items)
+    with (target / "review.jsonl").open("w", encoding="utf-8") as fh:
+        for item in items:
+            fh.write(json.dumps(item, default=str, ensure_ascii=False) + "\n")
+    return items
+
+
+def _load_corrections(path: Path) -> dict[str, dict[str, str]]:
+    """doc_id -> field -> corrected value, from a CSV with doc_id (or file_name), field, correct_value|value."""
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            value = row.get("correct_value") or row.get("value") or ""
+            key = row.get("doc_id") or row.get("file_name")
+            if key and row.get("field") and value.strip():
+                out[key][row["field"]] = value.strip()
+    return dict(out)
+
+
+def apply(out: Path, corrections: Path, schema_name: str = "invoice", reviewer: str | None = None) -> list[dict]:
+    """Write each corrected document as a new row version; returns the new rows."""
+    schema = get_schema(schema_name)
+    arrow = extraction_schema(schema)
+    table = latest(_read(out, schema_name))
+    current = {r["doc_id"]: r for r in table.to_pylist()}
+    by_name = {r["file_name"]: r["doc_id"] for r in current.values()}
+    written = []
+    now = datetime.now(UTC)
+    for key, changes in _load_corrections(corrections).items():
+        doc_id = key if key in current else by_name.get(key)
+        if doc_id is None:
+            raise ValueError(f"correction for {key!r}: no such doc_id or file_name in {out}")
+        row = dict(current[doc_id])
+        data = {k: row.get(k) for k in schema.model_fields}
+        for name, value in changes.items():
+            if name not in schema.model_fields:
+                raise ValueError(f"correction for {key!r}: {name!r} is not a field of {schema.schema_name}")
+            data[name] = json.loads(value) if name == "line_items" else value
+        obj = schema.model_validate(data)  # a correction must itself validate
+        row.update(obj.model_dump())
+        conf = dict(row.get("field_confidence") or [])
+        src = dict(row.get("field_source") or [])
+        for name in changes:
+            conf[name], src[name] = 1.0, "human"
+        version = (row.get("row_version") or 1) + 1
+        row.update({
+            "field_confidence": sorted(conf.items()), "field_source": sorted(src.items()),
+            "review_reasons": [r for r in row.get("review_reasons") or [] if r.partition(":")[2] not in changes],
+            "row_version": version, "corrected_fields": sorted(changes), "corrected_at": now,
+            "corrected_by": reviewer or os.environ.get("USER") or "unknown",
+        })
+        row["needs_review"] = bool(row["review_reasons"])
+        target = extraction_dir(out, schema_name) / f"{doc_id}.v{version}.parquet"
+        tmp = target.with_name(f".{target.name}.tmp")
+        pq.write_table(pa.Table.from_pylist([row], schema=arrow), tmp)
+        os.replace(tmp, target)
+        written.append(row)
+    return written
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def prompt_for(schema_name: str) -> str:
+    schema = get_schema(schema_name)
+    return (f"Extract the {schema.schema_name} in these page images as JSON that validates against this "
+            f"JSON schema. Use null for anything not printed.\n{json.dumps(schema.model_json_schema())}")
+
+
+def export_finetune(out: Path, rows: list[dict], target: Path, schema_name: str = "invoice") -> Path:
+    """The corrected rows as TRL SFTTrainer vision-conversation records, with page images beside them."""
+    from docroute.extractors import pdf
+    from docroute.pipelines.ingest import ingest
+
+    schema = get_schema(schema_name)
+    docs = _documents(out)
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{schema.schema_name}.jsonl"
+    with path.open("a", encoding="utf-8") as fh:
+        for row in rows:
+            source = Path(docs[row["doc_id"]]["source_path"])
+            mime = ingest(source).mime_type
+            images = []
+            with pdf.open_document(source, mime) as doc:
+                for i in range(doc.page_count):
+                    image_path = target / "images" / f"{row['doc_id'][:16]}_p{i + 1}.png"
+                    image_path.parent.mkdir(parents=True, exist_ok=True)
+                    pdf.render(doc.load_page(i), CROP_DPI, gray=False).save(image_path)
+                    images.append(str(image_path.relative_to(target)))
+            answer = json.dumps(_jsonable({k: row.get(k) for k in schema.model_fields}), ensure_ascii=False)
+            record = {
+                "messages": [
+                    {"role": "user", "content": [*({"type": "image"} for _ in images),
+                                                 {"type": "text", "text": prompt_for(schema_name)}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+                ],
+                "images": images,
+                "doc_id": row["doc_id"],
+            }
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path

@@ -1,0 +1,82 @@
+"""Review queue: export flagged fields with crops, apply corrections as new row versions, fine-tune set."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import duckdb
+from PIL import Image
+
+from docroute.pipelines import review
+from docroute.schemas.targets import Invoice
+
+from conftest import expected
+
+LATEST_VIEW = """SELECT * FROM read_parquet('{out}/extractions/invoice/*.parquet', union_by_name=true)
+QUALIFY row_number() OVER (PARTITION BY doc_id ORDER BY coalesce(row_version, 1) DESC) = 1"""
+
+
+def test_export_then_apply_corrections(sample_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(sample_run[0], out)
+    queue = tmp_path / "queue"
+    items = review.export(out, queue, threshold=0.6)
+    rows = list(csv.DictReader((queue / "review.csv").open()))
+    assert len(rows) == len(items) > 0
+    assert len((queue / "review.jsonl").read_text().splitlines()) == len(rows)
+    # every exported field has a reason and a crop; a boxed field's crop is smaller than its page
+    for row in rows:
+        assert row["why"] and row["crop"]
+        img = Image.open(queue / row["crop"])
+        assert img.width > 0 and img.height > 0
+        if row["x0"]:
+            width_pt = float(row["x1"]) - float(row["x0"]) + 2 * review.CROP_MARGIN
+            assert abs(img.width - width_pt * review.CROP_DPI / 72) <= 3
+    flagged = {(r["file_name"], r["field"]) for r in rows}
+    assert ("handwriting_note.pdf", "invoice_number") in flagged  # a missing key field
+
+    scan = expected("invoice_scanned.pdf")["invoice"]
+    corrections = tmp_path / "fix.csv"
+    with corrections.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file_name", "field", "correct_value"])
+        w.writerow(["invoice_scanned.pdf", "tax_total", scan["tax_total"]])
+        w.writerow(["invoice_scanned.pdf", "vendor_name", scan["vendor_name"]])
+    written = review.apply(out, corrections, reviewer="ada")
+    assert len(written) == 1 and written[0]["row_version"] == 2
+
+    con = duckdb.connect()
+    both = con.sql(f"""SELECT row_version, tax_total, vendor_name FROM read_parquet('{out}/extractions/invoice/*.parquet',
+                      union_by_name=true) WHERE file_name = 'invoice_scanned.pdf' ORDER BY row_version""").fetchall()
+    assert [r[0] for r in both] == [1, 2], "the original stays beside the correction"
+    assert str(both[1][1]).rstrip("0").rstrip(".") == scan["tax_total"].rstrip("0").rstrip(".")
+    current = con.sql(LATEST_VIEW.format(out=out)).df()
+    assert current["doc_id"].is_unique
+    row = current[current.file_name == "invoice_scanned.pdf"].iloc[0]
+    assert row.vendor_name == scan["vendor_name"] and row.corrected_by == "ada"
+    assert dict(row.field_source)["vendor_name"] == "human" and dict(row.field_confidence)["tax_total"] == 1.0
+    assert sorted(row.corrected_fields) == ["tax_total", "vendor_name"]
+
+    ft = review.export_finetune(out, written, tmp_path / "ft")
+    record = json.loads(ft.read_text().splitlines()[0])
+    user, assistant = record["messages"]
+    assert [c["type"] for c in user["content"]].count("image") == len(record["images"]) == 1
+    assert (tmp_path / "ft" / record["images"][0]).is_file()
+    target = Invoice.model_validate_json(assistant["content"][0]["text"])
+    assert target.vendor_name == scan["vendor_name"] and str(target.tax_total) == scan["tax_total"]
+
+
+def test_bad_corrections_are_refused(sample_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(sample_run[0], out)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file_name,field,correct_value\ninvoice_ruled.pdf,currency,dollars\n")
+    try:
+        review.apply(out, bad)
+    except ValueError as exc:
+        assert "currency" in str(exc)
+    else:
+        raise AssertionError("an invalid correction must be refused")
+    assert not list((out / "extractions" / "invoice").glob("*.v2.parquet"))
