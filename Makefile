@@ -31,6 +31,7 @@ run: setup
 	$(BIN)/docroute run sample_docs --out $(OUT)
 
 test: setup
+	@scripts/system_deps.sh test
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -30,6 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 from docroute import PIPELINE_VERSION  # noqa: E402
 from docroute.flows import progress  # noqa: E402
+from docroute.flows.html_report import write_run_report  # noqa: E402
 from docroute.pipelines.batch import RunTotals, document_summary, plan  # noqa: E402
 from docroute.pipelines.process import process_document  # noqa: E402
 from docroute.pipelines.settings import Settings  # noqa: E402
@@ -146,7 +147,8 @@ def extract_folder(input: str, out: str, settings: Settings, retry_failed: bool 
         "counts": totals.counts(), "versions": _versions(),
     }
     sink.write_run(run)
-    return {**run, "schema": sink.schema.schema_name, "elapsed_s": elapsed, "pages_per_s": totals.pages / elapsed if elapsed else 0.0,
+    report = write_run_report(Path(out), run)
+    return {**run, "report": str(report), "schema": sink.schema.schema_name, "elapsed_s": elapsed, "pages_per_s": totals.pages / elapsed if elapsed else 0.0,
             "failures": totals.failures, "totals": totals}
 
 

@@ -60,6 +60,7 @@ def print_summary(console: Console, summary: dict, out: Path) -> None:
     table.add_row("fields needing review", str(totals.fields_review))
     table.add_row("throughput", f"{summary['pages_per_s']:.2f} pages/s ({summary['elapsed_s']:.1f} s)")
     table.add_row("output", str(out))
+    table.add_row("report", summary.get("report", ""))
     console.print(table)
     for path, error in totals.failures:
         console.print(f"[yellow]{path}[/]: {error}")

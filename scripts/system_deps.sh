@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system programs docroute needs (tesseract OCR with English, German and French data;
-# poppler-utils for pdf2image) with apt-get when they are missing and we are root; otherwise says
+# poppler-utils for pdf2image; with the argument 'test', Chromium for the report test) with apt-get when they are missing and we are root; otherwise says
 # what to install and fails.
 set -euo pipefail
 need=()
@@ -9,6 +9,8 @@ for lang in eng deu fra; do
   if ! tesseract --list-langs 2>/dev/null | grep -qx "$lang"; then need+=("tesseract-ocr-$lang"); fi
 done
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+# `system_deps.sh test`: also what the tests use (headless Chromium renders the HTML run report)
+if [ "${1:-}" = test ]; then command -v chromium >/dev/null 2>&1 || need+=(chromium); fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing system packages: ${need[*]}"
