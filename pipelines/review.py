@@ -17,13 +17,12 @@ import json
 import os
 from collections import defaultdict
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from docroute.pipelines.validate import jsonable
 from docroute.schemas.contract import extraction_schema
 from docroute.schemas.registry import get_schema
 
@@ -188,16 +187,6 @@ def apply(out: Path, corrections: Path, schema_name: str = "invoice", reviewer: 
     return written
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
 def prompt_for(schema_name: str) -> str:
     schema = get_schema(schema_name)
     return (f"Extract the {schema.schema_name} in these page images as JSON that validates against this "
@@ -224,7 +213,7 @@ def export_finetune(out: Path, rows: list[dict], target: Path, schema_name: str 
                     image_path.parent.mkdir(parents=True, exist_ok=True)
                     pdf.render(doc.load_page(i), CROP_DPI, gray=False).save(image_path)
                     images.append(str(image_path.relative_to(target)))
-            answer = json.dumps(_jsonable({k: row.get(k) for k in schema.model_fields}), ensure_ascii=False)
+            answer = json.dumps(jsonable({k: row.get(k) for k in schema.model_fields}), ensure_ascii=False)
             record = {
                 "messages": [
                     {"role": "user", "content": [*({"type": "image"} for _ in images),

@@ -66,13 +66,14 @@ def _validate(schema: type[BaseModel], data: dict[str, Any]) -> tuple[BaseModel,
     return schema.model_validate({}), errors
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Decimals and dates as strings, recursively: the JSON form of extracted values."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
@@ -100,7 +101,7 @@ def build_extraction(
     if routed_pages and vlm_status != "ok":
         reasons.append("vlm_unavailable" if vlm_status == "unavailable" else f"vlm_{vlm_status}")
     raw = {
-        "layout": {name: {"value": _jsonable(fv.value), "confidence": fv.confidence, "source": fv.source,
+        "layout": {name: {"value": jsonable(fv.value), "confidence": fv.confidence, "source": fv.source,
                           "page": fv.page_number, "raw_text": fv.raw_text} for name, fv in fields.items()},
         "routed_pages": list(routed_pages),
     }
