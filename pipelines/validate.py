@@ -79,6 +79,40 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _empty(value: Any) -> bool:
+    return value is None or value == [] or value == ""
+
+
+def merge_fields(
+    layout: dict[str, FieldValue], vlm: dict[str, FieldValue]
+) -> tuple[dict[str, FieldValue], dict[str, str]]:
+    """Per field, the value of the more confident source; a missing value never beats a present one.
+
+    Returns the merged fields (each keeps its own source, so ``field_source`` names the winner) and,
+    per field, which source won. A tie keeps the layout value.
+    """
+    merged: dict[str, FieldValue] = {}
+    winner: dict[str, str] = {}
+    for name in dict.fromkeys([*layout, *vlm]):
+        lv, vv = layout.get(name), vlm.get(name)
+        if vv is None or _empty(vv.value):
+            pick = lv
+        elif lv is None or _empty(lv.value):
+            pick = vv
+        else:
+            pick = vv if vv.confidence > lv.confidence else lv
+        if pick is None:
+            continue  # only the VLM saw the field, and it saw no value (kept in raw_json)
+        merged[name] = pick
+        winner[name] = "vlm" if pick is vv else "layout"
+    return merged, winner
+
+
+def _raw_fields(fields: dict[str, FieldValue]) -> dict[str, dict[str, Any]]:
+    return {name: {"value": jsonable(fv.value), "confidence": fv.confidence, "source": fv.source,
+                   "page": fv.page_number, "raw_text": fv.raw_text} for name, fv in fields.items()}
+
+
 def build_extraction(
     schema: type[TargetSchema],
     fields: dict[str, FieldValue],
@@ -87,7 +121,20 @@ def build_extraction(
     vlm_status: str = "not_routed",
     model: str | None = None,
     extra_reasons: Sequence[str] = (),
+    vlm_fields: dict[str, FieldValue] | None = None,
+    raw_extra: dict[str, Any] | None = None,
 ) -> Extraction:
+    """Validate the fields into ``schema`` and flag what needs review.
+
+    ``fields`` are the layout path's values; ``vlm_fields`` the VLM's (source ``vlm``, the model's own
+    confidence). Both are kept in ``raw_json`` (``layout`` and ``vlm``, with ``merged_from``); the
+    extraction takes, per field, the more confident of the two (:func:`merge_fields`), and
+    ``field_source`` names the winner.
+    """
+    layout_fields = fields
+    merged_from: dict[str, str] = {}
+    if vlm_fields:
+        fields, merged_from = merge_fields(fields, vlm_fields)
     data = {name: fv.value for name, fv in fields.items() if name in schema.model_fields}
     obj, errors = _validate(schema, data)
     kept = {k: v for k, v in fields.items() if k in obj.model_fields_set}
@@ -100,11 +147,12 @@ def build_extraction(
         reasons.append("validation_errors")
     if routed_pages and vlm_status != "ok":
         reasons.append("vlm_unavailable" if vlm_status == "unavailable" else f"vlm_{vlm_status}")
-    raw = {
-        "layout": {name: {"value": jsonable(fv.value), "confidence": fv.confidence, "source": fv.source,
-                          "page": fv.page_number, "raw_text": fv.raw_text} for name, fv in fields.items()},
-        "routed_pages": list(routed_pages),
-    }
+    raw: dict[str, Any] = {"layout": _raw_fields(layout_fields), "routed_pages": list(routed_pages)}
+    if vlm_fields is not None:
+        raw["vlm"] = _raw_fields(vlm_fields)
+        raw["merged_from"] = merged_from
+    if raw_extra:
+        raw.update(jsonable(raw_extra))
     return Extraction(
         schema_name=schema.schema_name,
         schema_version=schema.schema_version,

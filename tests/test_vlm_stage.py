@@ -1,0 +1,170 @@
+"""The VLM stage in the pipeline: planning, rendering at the pixel budget, merge by confidence,
+region targets (tables, charts, handwriting), and failure handling. Runs the tiny Qwen2.5-VL for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+from decimal import Decimal
+
+import pytest
+import tiny_vlm
+
+from docroute.extractors.vlm import VlmResult, get_backend
+from docroute.pipelines.process import process_document
+from docroute.pipelines.settings import Settings, load_settings
+from docroute.pipelines.validate import build_extraction, merge_fields
+from docroute.pipelines.vlm_stage import _assemble, _Planned, options_from, plan, table_html
+from docroute.schemas import FieldValue
+from docroute.schemas.targets import Invoice, Table
+
+from conftest import SAMPLES
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def fv(name, value, conf, source):
+    return FieldValue(name=name, value=value, confidence=conf, source=source, page_number=1)
+
+
+def tiny_settings(**changes) -> Settings:
+    o = tiny_vlm.options("qwen2_5_vl")
+    vlm = dict(min_pixels=o.min_pixels, max_pixels=o.max_pixels, max_new_tokens=o.max_new_tokens,
+               max_string_chars=o.max_string_chars, max_list_items=o.max_list_items, loop_window=0, dtype="float32")
+    return Settings(**({"vlm_backend": "transformers", "vlm_model": o.model, "vlm": vlm, "workers": 1} | changes))
+
+
+# -------------------------------------------------------------------------------------------- merge
+
+def test_merge_by_confidence_keeps_both_sources_in_raw_json():
+    layout = {"invoice_number": fv("invoice_number", "INV-1", 0.95, "layout"),
+              "total": fv("total", Decimal("36.00"), 0.4, "layout"),
+              "due_date": fv("due_date", date(2024, 4, 14), 0.9, "layout")}
+    vlm = {"invoice_number": fv("invoice_number", "INV-7", 0.7, "vlm"),
+           "total": fv("total", Decimal("63.00"), 0.92, "vlm"),
+           "due_date": fv("due_date", None, 0.99, "vlm"),  # a confident null never beats a value
+           "currency": fv("currency", "EUR", 0.8, "vlm")}  # only the VLM saw it
+    merged, winner = merge_fields(layout, vlm)
+    assert winner == {"invoice_number": "layout", "total": "vlm", "due_date": "layout", "currency": "vlm"}
+    ex = build_extraction(Invoice, layout, routed_pages=[1], vlm_status="ok", vlm_fields=vlm, raw_extra={"vlm_call": {"x": 1}})
+    assert ex.data["total"] == Decimal("63.00") and ex.data["invoice_number"] == "INV-1" and ex.data["currency"] == "EUR"
+    assert {k: v.source for k, v in ex.fields.items()} == {"invoice_number": "layout", "total": "vlm",
+                                                           "due_date": "layout", "currency": "vlm"}
+    raw = json.loads(ex.raw_json)
+    assert raw["layout"]["total"]["value"] == "36.00" and raw["vlm"]["total"]["value"] == "63.00"
+    assert raw["vlm"]["due_date"]["value"] is None and raw["merged_from"]["total"] == "vlm" and raw["vlm_call"] == {"x": 1}
+    assert not any(r.startswith("vlm_") for r in ex.review_reasons)
+
+
+def test_table_html_has_header_cells_and_spans():
+    data = {"n_rows": 2, "n_cols": 3, "header_rows": 1, "cells": [
+        {"row": 0, "col": 0, "text": "Region", "row_span": 1, "col_span": 1, "is_header": True},
+        {"row": 0, "col": 1, "text": "2023 <Q>", "row_span": 1, "col_span": 2, "is_header": True},
+        {"row": 1, "col": 0, "text": "EU", "row_span": 1, "col_span": 1, "is_header": False}]}
+    assert table_html(data) == ('<table><tr><th>Region</th><th colspan="2">2023 &lt;Q&gt;</th></tr>'
+                                "<tr><td>EU</td></tr></table>")
+
+
+def test_vlm_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DOCROUTE_VLM_BACKEND", "openai")
+    monkeypatch.setenv("DOCROUTE_VLM_MODEL", "Qwen/Qwen2.5-VL-3B-Instruct")
+    monkeypatch.setenv("DOCROUTE_VLM__SERVER_URL", "http://127.0.0.1:9000/v1")
+    monkeypatch.setenv("DOCROUTE_VLM__MAX_PIXELS", "401408")
+    s = load_settings()
+    o = options_from(s)
+    assert (s.vlm_backend, o.model, o.server_url, o.max_pixels) == (
+        "openai", "Qwen/Qwen2.5-VL-3B-Instruct", "http://127.0.0.1:9000/v1", 401408)
+    monkeypatch.setenv("DOCROUTE_VLM_BACKEND", "llama")
+    with pytest.raises(ValueError):
+        load_settings()
+
+
+# -------------------------------------------------------------------------------- planning, assembly
+
+def test_plan_sends_a_multipage_document_in_one_call_and_regions_as_crops():
+    pages = list(process_document(SAMPLES / "invoice_two_page.pdf", Settings(workers=1)).pages)
+    routed = pages[1].decision.model_copy(update={"route": "vlm", "reasons": ("low_ocr_confidence",)})
+    pages[1] = pages[1].model_copy(update={"decision": routed})
+    planned = plan(pages, Invoice, {"total": fv("total", Decimal(1), 0.9, "layout")}, max_pages=4)
+    assert [(p.kind, p.page_numbers, p.bbox) for p in planned] == [("document", (1, 2), None)]
+
+    table_pages = list(process_document(SAMPLES / "complex_table.pdf", Settings(workers=1)).pages)
+    planned = plan(table_pages, Invoice, {}, max_pages=4)
+    kinds = [p.kind for p in planned]
+    assert kinds[0] == "document" and "complex_table" in kinds
+    crop = planned[kinds.index("complex_table")]
+    assert crop.schema is Table and crop.bbox is not None and crop.element_id
+    assert crop.bbox.area < table_pages[0].parsed.width * table_pages[0].parsed.height
+
+
+def test_a_vlm_table_replaces_the_element_table_html_only_when_it_has_cells():
+    pages = list(process_document(SAMPLES / "complex_table.pdf", Settings(workers=1)).pages)
+    table = next(e for e in pages[0].parsed.elements if e.kind == "table")
+    req = _Planned("complex_table", Table, (1,), table.bbox, table.element_id, table.element_id)
+    cells = [{"row": 0, "col": 0, "text": "Region", "row_span": 2, "col_span": 1, "is_header": True}]
+    good = VlmResult(status="ok", data={"n_rows": 1, "n_cols": 1, "header_rows": 1, "cells": cells},
+                     field_confidence={"cells": 0.9, "n_rows": 0.8, "n_cols": 0.8, "header_rows": 0.7}, model="m")
+    out = _assemble(pages, [1], Invoice, [req], [good])
+    new = next(e for e in out.pages[0].parsed.elements if e.element_id == table.element_id)
+    assert new.table_html == '<table><tr><th rowspan="2">Region</th></tr></table>' and out.pages[0].vlm_status == "ok"
+    ex = out.extra[0]
+    assert ex.schema_name == "table" and ex.fields["cells"].source == "vlm" and ex.fields["cells"].bbox == table.bbox
+    assert json.loads(ex.raw_json)["layout_table_html"] == table.table_html
+    empty = VlmResult(status="ok", data={"n_rows": 0, "n_cols": 0, "header_rows": 0, "cells": []}, model="m")
+    out = _assemble(pages, [1], Invoice, [req], [empty])
+    assert next(e for e in out.pages[0].parsed.elements if e.element_id == table.element_id).table_html == table.table_html
+
+
+# ------------------------------------------------------------------------------ the pipeline, for real
+
+def test_default_backend_none_keeps_the_layout_result():
+    result = process_document(SAMPLES / "chart.pdf", Settings(workers=1))
+    assert [p.vlm_status for p in result.pages] == ["unavailable"]
+    assert len(result.extractions) == 1 and "vlm_unavailable" in result.extractions[0].review_reasons
+
+
+def test_pipeline_with_the_tiny_transformers_model():
+    settings = tiny_settings()
+    budget = settings.vlm.max_pixels
+    for name, reason, target in (("complex_table.pdf", "complex_table", "table"), ("chart.pdf", "chart", "chart"),
+                                 ("handwriting_note.pdf", "handwriting", "handwriting")):
+        result = process_document(SAMPLES / name, settings)
+        assert result.status == "ok" and [p.decision.reasons for p in result.pages] == [(reason,)]
+        assert [p.vlm_status for p in result.pages] == ["ok"]
+        invoice, *extra = result.extractions
+        raw = json.loads(invoice.raw_json)
+        assert set(raw) >= {"layout", "vlm", "merged_from", "vlm_call"} and raw["vlm_call"]["status"] == "ok"
+        assert raw["vlm_call"]["image_pixels"] <= budget and raw["vlm_call"]["pages"] == [1]
+        assert {fvalue.source for fvalue in invoice.fields.values()} <= {"layout", "ocr", "vlm", "derived"}
+        assert all(0 <= f.confidence <= 1 for f in invoice.fields.values())
+        assert not any(r.startswith("vlm_") for r in invoice.review_reasons)
+        assert [e.schema_name for e in extra] == [target]
+        assert json.loads(extra[0].raw_json)["vlm_call"]["status"] == "ok"
+    plain = process_document(SAMPLES / "invoice_ruled.pdf", settings)  # not routed: no VLM call
+    assert [p.vlm_status for p in plain.pages] == ["not_routed"] and "vlm" not in json.loads(plain.extractions[0].raw_json)
+
+
+def test_pipeline_with_the_server_backend_matches_transformers():
+    from docroute.extractors.vlm.serve import serve_in_thread
+
+    direct = process_document(SAMPLES / "chart.pdf", tiny_settings())
+    server, url = serve_in_thread(get_backend("transformers", tiny_vlm.options("qwen2_5_vl")))
+    try:
+        vlm = tiny_settings().vlm.model_copy(update={"server_url": url, "concurrency": 2})
+        over_http = process_document(SAMPLES / "chart.pdf", tiny_settings(vlm_backend="openai", vlm_model=None, vlm=vlm))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [p.vlm_status for p in over_http.pages] == ["ok"]
+    assert [e.data for e in over_http.extractions] == [e.data for e in direct.extractions]
+
+
+def test_a_backend_that_cannot_load_keeps_the_layout_result_flagged(tmp_path):
+    result = process_document(SAMPLES / "chart.pdf", tiny_settings(vlm_model=str(tmp_path / "no-model")))
+    assert result.status == "ok" and [p.vlm_status for p in result.pages] == ["failed"]
+    ex = result.extractions[0]
+    assert "vlm_failed" in ex.review_reasons and "not a model folder" in json.loads(ex.raw_json)["vlm_call"]["error"]
+    layout_only = process_document(SAMPLES / "chart.pdf", Settings(workers=1)).extractions[0]
+    assert ex.data == layout_only.data
