@@ -1,71 +1,207 @@
-"""The routing policy: a pure, versioned function of page signals and thresholds.
+"""The routing policy: a pure, versioned function of detector output and thresholds.
 
-Each reason that fires adds its name to ``reasons`` and its score to ``scores``; a page goes to the
-VLM when any reason fires. The explanation is a sentence a person tuning thresholds can read.
+Detectors (extractors/detect) return candidate regions (kind, bbox, score, evidence). For each one a
+rule decides ``vlm`` or ``layout`` and says why; a page goes to the VLM when any of its regions does.
+Every candidate is kept in the decision, routed or not, with a stable address (``p3/table/2``) so
+that a person tuning thresholds sees what was considered as well as what was sent.
+
+Rules (thresholds in :class:`~docroute.pipelines.settings.RouterSettings`):
+
+- ``handwriting``: an ink annotation with no text under it; pen strokes, a signature image, or a block
+  of unread, irregular ink on a page image scoring at least ``handwriting_score_min``.
+- ``complex_table``: ``table_header_spans_min`` spanning (grouping) header cells, or
+  ``table_spans_min`` spanning cells anywhere. A plain table (one header row, no spans) stays.
+- ``chart``: a chart score of at least ``chart_score_min``.
+- ``low_ocr_confidence`` (page images): mean or 10th-percentile word confidence under the minimums;
+  fewer than ``ocr_min_words`` words on a page with ink (unless a routed chart covers the page); or
+  more than ``ocr_unread_print_max`` of the text-sized ink in print that OCR left unread.
+
+Budgets (``max_vlm_pages_per_document``, ``max_vlm_pages_per_run``) are applied after routing by
+:func:`apply_budget`: routed pages are ranked by value (their best routed region's score), the most
+valuable keep the VLM, and the others go back to the layout route with the reason
+``budget_exceeded`` and what they would have been routed for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from docroute.pipelines.settings import RouterSettings
-from docroute.schemas import RouteDecision
+from docroute.schemas import BBox, Region, RouteDecision, RoutedRegion
 
-POLICY_VERSION = "1"
-
-
-def _handwriting(s: dict[str, float], t: RouterSettings) -> tuple[float, str] | None:
-    if s.get("ink_unexplained", 0) >= t.ink_annotations_min:
-        return s["ink_unexplained"], f"{int(s['ink_unexplained'])} ink annotation(s) with no text under them"
-    if not s.get("has_text_layer", 1) and s.get("ink_outside_words", 0) > t.ink_outside_words_max:
-        share = s["ink_outside_words"]
-        return share, f"{share:.0%} of the scan's ink lies outside confidently read words (> {t.ink_outside_words_max:.0%})"
-    return None
+POLICY_VERSION = "2"
+REASONS = ("handwriting", "complex_table", "chart", "low_ocr_confidence")
+REASON_OF_KIND = {"handwriting": "handwriting", "table": "complex_table", "chart": "chart", "text": "low_ocr_confidence"}
+BUDGET_REASON = "budget_exceeded"
 
 
-def _complex_table(s: dict[str, float], t: RouterSettings) -> tuple[float, str] | None:
-    head, spans = s.get("table_header_spanning_cells", 0), s.get("table_spanning_cells", 0)
-    if head >= t.table_header_spans_min or spans >= t.table_spans_min:
-        return spans, f"table with {int(spans)} spanning cell(s), {int(head)} in its header"
-    return None
+def _handwriting(r: Region, t: RouterSettings) -> tuple[bool, str]:
+    ev = r.evidence
+    if r.source.endswith("ink_annotation"):
+        n, under = int(ev.get("ink_annotations", 0)), ev.get("text_under", 0.0)
+        if n >= t.ink_annotations_min and under < 0.3:
+            return True, f"{n} ink annotation(s) with no text under them"
+        return False, f"ink over text ({under:.0%} covered): an underline or a mark, not writing"
+    if r.score >= t.handwriting_score_min:
+        return True, f"{r.note} (score {r.score:.2f} >= {t.handwriting_score_min:.2f})"
+    return False, f"{r.note} (score {r.score:.2f} < {t.handwriting_score_min:.2f})"
 
 
-def _chart(s: dict[str, float], t: RouterSettings) -> tuple[float, str] | None:
-    score = s.get("chart_score", 0)
-    if score >= t.chart_score_min:
-        return score, f"vector chart: axes, {int(s.get('chart_marks', 0))} marks, {int(s.get('chart_ticks', 0))} ticks (score {score:.2f})"
-    return None
+def _complex_table(r: Region, t: RouterSettings) -> tuple[bool, str]:
+    ev = r.evidence
+    head = int(ev.get("spanning_header_cells", 0) + ev.get("ruled_header_spanning_cells", 0))
+    spans = int(ev.get("ruled_spanning_cells", 0))
+    shape = f"{int(ev.get('rows', 0))} rows x {int(ev.get('columns', 0))} columns"
+    if head >= t.table_header_spans_min:
+        return True, f"{shape}, {head} spanning header cell(s) (>= {t.table_header_spans_min})"
+    if spans >= t.table_spans_min:
+        return True, f"{shape}, {spans} spanning cell(s) (>= {t.table_spans_min})"
+    return False, f"plain table: {shape}, {head} spanning header cell(s), {spans} spanning cell(s)"
 
 
-def _low_ocr(s: dict[str, float], t: RouterSettings) -> tuple[float, str] | None:
+def _chart(r: Region, t: RouterSettings) -> tuple[bool, str]:
+    cmp = ">=" if r.score >= t.chart_score_min else "<"
+    return r.score >= t.chart_score_min, f"{r.note} (score {r.score:.2f} {cmp} {t.chart_score_min:.2f})"
+
+
+def low_ocr(s: dict[str, float], t: RouterSettings, chart_share: float = 0.0) -> tuple[bool, float, str]:
+    """The page-level OCR rule: (fires, score, why)."""
     if s.get("has_text_layer", 1):
-        return None
+        return False, 0.0, "the page has a text layer"
     words, mean, p10 = s.get("ocr_words", 0), s.get("ocr_mean_conf", 0), s.get("ocr_p10_conf", 0)
+    unread = s.get("ocr_unread_print", 0.0)
     if words < t.ocr_min_words and s.get("ink_share", 0) > 0.002:
-        return 1.0, f"only {int(words)} OCR words on a page with ink"
+        if chart_share >= 0.5:
+            return False, 0.0, f"only {int(words)} OCR words, but the ink is a routed chart"
+        return True, 1.0, f"only {int(words)} OCR words on a page with ink"
     if words >= t.ocr_min_words and (mean < t.ocr_mean_conf_min or p10 < t.ocr_p10_conf_min):
-        return 1.0 - mean, f"OCR confidence mean {mean:.2f} / p10 {p10:.2f} under {t.ocr_mean_conf_min:.2f} / {t.ocr_p10_conf_min:.2f}"
-    return None
+        return True, round(1.0 - mean, 4), (f"OCR confidence mean {mean:.2f} / p10 {p10:.2f} under "
+                                            f"{t.ocr_mean_conf_min:.2f} / {t.ocr_p10_conf_min:.2f}")
+    if unread > t.ocr_unread_print_max:
+        return True, round(unread, 4), f"{unread:.0%} of text-sized ink is print OCR left unread (> {t.ocr_unread_print_max:.0%})"
+    return False, round(1.0 - mean, 4), f"OCR read {int(words)} words, mean confidence {mean:.2f}, p10 {p10:.2f}"
 
 
-RULES = {
-    "handwriting": _handwriting,
-    "complex_table": _complex_table,
-    "chart": _chart,
-    "low_ocr_confidence": _low_ocr,
-}
+RULES = {"handwriting": _handwriting, "table": _complex_table, "chart": _chart}
 
 
-def decide(signals: dict[str, float], thresholds: RouterSettings) -> RouteDecision:
-    reasons, scores, why = [], {}, []
-    for name, rule in RULES.items():
-        hit = rule(signals, thresholds)
-        if hit is not None:
-            reasons.append(name)
-            scores[name] = round(float(hit[0]), 4)
-            why.append(f"{name}: {hit[1]}")
+def _addresses(regions: Sequence[Region], page_number: int | None) -> list[str]:
+    """``p<page>/<kind>/<n>``: n counts regions of that kind in reading order (top, then left)."""
+    prefix = f"p{page_number}/" if page_number is not None else ""
+    order = sorted(range(len(regions)), key=lambda i: (regions[i].kind, round(regions[i].bbox.y0, 1), regions[i].bbox.x0))
+    counts: dict[str, int] = {}
+    out = [""] * len(regions)
+    for i in order:
+        k = regions[i].kind
+        counts[k] = counts.get(k, 0) + 1
+        out[i] = f"{prefix}{k}/{counts[k]}"
+    return out
+
+
+def _union_share(boxes: Sequence[BBox], width: float, height: float) -> float:
+    """Share of the page that the boxes cover (overlaps counted once, on a 50x50 grid)."""
+    if not boxes or width <= 0 or height <= 0:
+        return 0.0
+    n = 50
+    cells = set()
+    for b in boxes:
+        for i in range(max(0, int(b.x0 / width * n)), min(n, int(b.x1 / width * n + 0.999))):
+            for j in range(max(0, int(b.y0 / height * n)), min(n, int(b.y1 / height * n + 0.999))):
+                cells.add((i, j))
+    return len(cells) / (n * n)
+
+
+def decide(signals: dict[str, float], thresholds: RouterSettings, regions: Sequence[Region] = (),
+           page_number: int | None = None) -> RouteDecision:
+    """Route one page from its signals and candidate regions."""
+    t = thresholds
+    width, height = signals.get("page_width", 0.0), signals.get("page_height", 0.0)
+    candidates = [r for r in regions if r.kind != "text"]
+    addresses = _addresses(candidates, page_number)
+    routed: list[RoutedRegion] = []
+    for r, address in zip(candidates, addresses, strict=True):
+        hit, why = RULES[r.kind](r, t)
+        routed.append(RoutedRegion(**r.model_dump(), address=address, reason=REASON_OF_KIND[r.kind],
+                                   route="vlm" if hit else "layout", why=why))
+    chart_share = _union_share([r.bbox for r in routed if r.reason == "chart" and r.route == "vlm"], width, height)
+    ocr_hit, ocr_score, ocr_why = low_ocr(signals, t, chart_share)
+    if not signals.get("has_text_layer", 1):
+        text = next((r for r in regions if r.kind == "text"), None)
+        box = text.bbox if text else BBox(x0=0, y0=0, x1=width, y1=height)
+        prefix = f"p{page_number}/" if page_number is not None else ""
+        routed.append(RoutedRegion(
+            kind="text", bbox=box, score=min(1.0, max(0.0, ocr_score)), evidence=text.evidence if text else {},
+            source=text.source if text else "ocr_quality:signals", note=text.note if text else "",
+            address=f"{prefix}text/1", reason="low_ocr_confidence", route="vlm" if ocr_hit else "layout", why=ocr_why,
+        ))
+    hits = [r for r in routed if r.route == "vlm"]
+    reasons = [reason for reason in REASONS if any(r.reason == reason for r in hits)]
+    scores = {reason: round(max(r.score for r in hits if r.reason == reason), 4) for reason in reasons}
+    why = []
+    for reason in reasons:
+        mine = sorted((r for r in hits if r.reason == reason), key=lambda r: -r.score)
+        more = f" (+{len(mine) - 1} more)" if len(mine) > 1 else ""
+        why.append(f"{reason}: {mine[0].address} {mine[0].why}{more}")
+    scope = "none"
+    if hits:
+        share = _union_share([r.bbox for r in hits], width, height)
+        whole = "low_ocr_confidence" in reasons or share > t.page_share_for_whole_page or not width
+        scope = "page" if whole else "regions"
     return RouteDecision(
-        route="vlm" if reasons else "layout",
+        route="vlm" if hits else "layout",
         reasons=tuple(reasons),
         scores=scores,
         explanation="; ".join(why) if why else "no routing rule fired",
         policy_version=POLICY_VERSION,
+        regions=tuple(routed),
+        vlm_scope=scope,
     )
+
+
+# --- budgets -------------------------------------------------------------------------------------
+
+def page_value(decision: RouteDecision) -> float:
+    """What sending a page to the VLM is worth: its best routed region's score (0 when not routed)."""
+    return max((r.score for r in decision.regions if r.route == "vlm"), default=1.0 if decision.route == "vlm" else 0.0)
+
+
+def demote(decision: RouteDecision, why: str) -> RouteDecision:
+    """Send a routed page back to the layout route, keeping what it would have been routed for."""
+    value = page_value(decision)
+    regions = tuple(
+        r.model_copy(update={"route": "layout", "why": f"{BUDGET_REASON}: {why}; {r.why}"}) if r.route == "vlm" else r
+        for r in decision.regions
+    )
+    return decision.model_copy(update={
+        "route": "layout",
+        "reasons": (*decision.reasons, BUDGET_REASON),
+        "scores": {**decision.scores, BUDGET_REASON: round(value, 4)},
+        "explanation": f"{BUDGET_REASON}: {why} (would be: {decision.explanation})",
+        "regions": regions,
+        "vlm_scope": "none",
+    })
+
+
+def rank(decisions: Sequence[RouteDecision]) -> list[int]:
+    """Indexes of the routed pages, most valuable first (ties: earlier page first)."""
+    routed = [i for i, d in enumerate(decisions) if d.route == "vlm"]
+    return sorted(routed, key=lambda i: (-page_value(decisions[i]), i))
+
+
+def apply_budget(decisions: Sequence[RouteDecision], limit: int | None, scope: str = "document",
+                 note: str | None = None) -> list[RouteDecision]:
+    """Keep the VLM for at most ``limit`` pages, the most valuable first; demote the rest with the reason."""
+    out = list(decisions)
+    if limit is None:
+        return out
+    order = rank(decisions)
+    if len(order) <= limit:
+        return out
+    kept = order[:limit]
+    floor = page_value(decisions[kept[-1]]) if kept else None
+    spent = note or f"{scope} budget of {limit} VLM page(s) spent"
+    for n, i in enumerate(order[limit:], start=limit + 1):
+        bar = f", the last kept page's value is {floor:.2f}" if floor is not None else ""
+        out[i] = demote(decisions[i], f"{spent}; this page ranks {n} of {len(order)} by value "
+                                      f"({page_value(decisions[i]):.2f}{bar})")
+    return out
