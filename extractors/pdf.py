@@ -26,10 +26,17 @@ if TYPE_CHECKING:
 MIN_TEXT_LAYER_CHARS = 20
 MAX_RENDER_DPI = 400.0
 MIN_RENDER_DPI = 150.0
+# Rendering never exceeds this many pixels (about A3 at 400 dpi; 120 MB as RGB): see render_dpi.
+MAX_RENDER_PIXELS = 40_000_000
+MIN_BUDGET_DPI = 50.0  # below this OCR reads nothing: the page is refused instead
 
 
 class DocumentOpenError(ValueError):
     """The file could not be opened as a document; the message says why and what to do."""
+
+
+class PageTooLarge(ValueError):
+    """The page cannot be rendered within the pixel budget at a readable resolution."""
 
 
 def _pymupdf():
@@ -56,10 +63,20 @@ def activate_layout_model() -> None:
 @contextmanager
 def open_document(path: Path, mime_type: str, passwords: Sequence[str] = ()) -> Iterator[pymupdf.Document]:
     pymupdf = _pymupdf()
+    pymupdf.TOOLS.reset_mupdf_warnings()  # structure_damage() reports this document's only
     filetype = {"application/pdf": "pdf"}.get(mime_type)
+    source: dict = {"filename": str(path)}
     try:
-        doc = pymupdf.open(str(path), filetype=filetype) if filetype else pymupdf.open(str(path))
+        source["filename"].encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8: MuPDF cannot open it by name
+        source = {"stream": Path(path).read_bytes()}
+        filetype = filetype or {"image/png": "png", "image/jpeg": "jpeg", "image/tiff": "tiff"}.get(mime_type)
+    try:
+        doc = pymupdf.open(**source, filetype=filetype) if filetype else pymupdf.open(**source)
     except Exception as exc:  # MuPDF raises FileDataError, RuntimeError, ValueError...
+        warnings = pymupdf.TOOLS.mupdf_warnings(reset=False)
+        if "malloc" in warnings or "out of memory" in warnings.lower():
+            raise DocumentOpenError(f"cannot open as {mime_type}: out of memory while opening ({exc})") from exc
         raise DocumentOpenError(f"cannot open as {mime_type}: {exc}") from exc
     try:
         if doc.needs_pass and not any(doc.authenticate(pw) for pw in passwords):
@@ -73,6 +90,22 @@ def open_document(path: Path, mime_type: str, passwords: Sequence[str] = ()) -> 
         yield doc
     finally:
         doc.close()
+
+
+# MuPDF warnings that mean part of the file could not be read (it goes on without it, silently). Not
+# "page tree load failed; falling back to slow lookup": the slow lookup finds the pages.
+_DAMAGE_MARKERS = ("cannot load object", "limit error", "stack overflow", "too deeply nested")
+
+
+def structure_damage() -> str | None:
+    """What MuPDF could not read since the last :func:`open_document` in this process, or None."""
+    pymupdf = _pymupdf()
+    seen: list[str] = []
+    for line in pymupdf.TOOLS.mupdf_warnings(reset=False).splitlines():
+        line = line.strip()
+        if line and any(m in line for m in _DAMAGE_MARKERS) and line not in seen:
+            seen.append(line)
+    return "; ".join(seen[:3]) if seen else None
 
 
 def read_words(page: pymupdf.Page, page_number: int) -> tuple[Word, ...]:
@@ -164,9 +197,24 @@ def read_page(page: pymupdf.Page, page_number: int) -> PageContent:
     )
 
 
-def render_dpi(content: PageContent) -> float:
-    """The page's native resolution for scans (upsampling hurt OCR recall when measured here)."""
-    return float(min(MAX_RENDER_DPI, max(MIN_RENDER_DPI, content.native_dpi)))
+def render_dpi(content: PageContent, max_pixels: float = MAX_RENDER_PIXELS) -> float:
+    """The page's native resolution for scans (upsampling hurt OCR recall when measured here).
+
+    Capped so that the rendered page stays within ``max_pixels``: a hostile or absurd page size (a
+    200,000-point MediaBox, a 30,000-pixel image) renders small instead of exhausting memory.
+    """
+    dpi = min(MAX_RENDER_DPI, max(MIN_RENDER_DPI, content.native_dpi))
+    area_in2 = (content.width / 72.0) * (content.height / 72.0)
+    if area_in2 > 0 and area_in2 * dpi * dpi > max_pixels:
+        dpi = float(int((max_pixels / area_in2) ** 0.5))  # whole dpi, rounded down: render() rounds
+        if dpi < MIN_BUDGET_DPI:
+            raise PageTooLarge(
+                f"the page is {content.width / 72:.0f} x {content.height / 72:.0f} in "
+                f"({content.width:.0f} x {content.height:.0f} pt); even at {MIN_BUDGET_DPI:.0f} dpi it would "
+                f"take {area_in2 * MIN_BUDGET_DPI ** 2 / 1e6:.0f} Mpx, over the {max_pixels / 1e6:.0f} Mpx "
+                "render budget: not read (a page of that size is almost always a broken or hostile file)"
+            )
+    return float(dpi)
 
 
 def render(page: pymupdf.Page, dpi: float, *, gray: bool = True) -> Image.Image:

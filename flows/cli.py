@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from docroute.flows.inspect import inspect_command
+
 app = typer.Typer(
     name="docroute",
     help="Batch document-AI ETL: a folder of documents in, warehouse-ready Parquet out.",
@@ -41,15 +43,24 @@ def run(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="reprocess documents that failed before")] = False,
     password_file: Annotated[Path | None, typer.Option("--password-file", exists=True, dir_okay=False,
                                                        help="passwords for encrypted PDFs, one per line")] = None,
+    redact: Annotated[str | None, typer.Option("--redact", help="PII kinds to redact before anything is written, "
+                                               "comma-separated: email,phone,iban,card,ssn (or all)")] = None,
+    reprocess_schema: Annotated[bool, typer.Option("--reprocess-schema", help="reprocess documents done under "
+                                                   "an older version of the schema (kept as they are otherwise)")] = False,
 ) -> None:
     """Extract every document under INPUT into Parquet tables under --out."""
     from rich.console import Console
 
     from docroute.flows.report import ProgressView, print_summary
     from docroute.pipelines.ingest import InputError
+    from docroute.pipelines.sink import OutputLocked
 
+    if redact is not None and redact.strip().lower() == "all":
+        from docroute.pipelines.pii import KINDS
+
+        redact = ",".join(KINDS)
     settings = _settings(schema_name=schema, workers=workers, parser=parser, force=force or None,
-                         password_file=password_file.resolve() if password_file else None)
+                         password_file=password_file.resolve() if password_file else None, redact=redact)
     console = Console(stderr=True)
     from docroute.schemas.registry import UnknownSchemaError, get_schema
 
@@ -64,10 +75,14 @@ def run(
     view = ProgressView(console)
     try:
         with view, progress.listening(view.on_event):
-            summary = run_extract(input, str(out), settings, retry_failed=retry_failed)
+            summary = run_extract(input, str(out), settings, retry_failed=retry_failed,
+                                  reprocess_schema=reprocess_schema)
     except InputError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
+    except OutputLocked as exc:  # another run holds --out: EX_TEMPFAIL, try again later
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(75) from exc
     print_summary(Console(), summary, out)
 
 
@@ -137,6 +152,9 @@ def schema_cmd(
     typer.echo(f"\nParquet columns of extractions/{cls.schema_name} (schema version {cls.schema_version}):")
     for f in extraction_schema(cls):
         typer.echo(f"  {f.name}: {f.type}")
+
+
+app.command("inspect")(inspect_command)  # docroute inspect FILE [--page N] [--out PNG] (flows/inspect.py)
 
 
 def main() -> None:

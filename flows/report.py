@@ -52,6 +52,16 @@ def print_summary(console: Console, summary: dict, out: Path) -> None:
     table.add_row("  skipped (already done)", str(totals.skipped))
     if totals.duplicates:
         table.add_row("  duplicates (same bytes)", str(totals.duplicates))
+    if getattr(totals, "stale_schema", 0):
+        table.add_row(f"  kept: done under an older {summary['schema']} schema version",
+                      f"{totals.stale_schema} (--reprocess-schema redoes them)")
+    for run in summary.get("interrupted", ()):
+        table.add_row(f"  resumed interrupted run {run['run_id']}",
+                      f"{run['committed']} of {run['planned']} had been committed")
+    recovered = summary.get("recovered") or {}
+    if any(recovered.values()):
+        table.add_row("  cleaned up after it", f"{recovered.get('recovered_orphan_parts', 0)} uncommitted part files, "
+                      f"{recovered.get('recovered_tmp_files', 0)} temporary files")
     table.add_row("pages", str(totals.pages))
     table.add_row("  layout route / vlm route", f"{totals.pages_layout} / {totals.pages_vlm}")
     for reason, n in sorted(totals.reasons.items()):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from docroute.pipelines.ingest import discover, ingest, unreadable_id
+from docroute.pipelines.sink import Committed
 from docroute.schemas import DocumentResult
 
 
@@ -22,12 +24,21 @@ class RunPlan:
     skipped: tuple[PlannedFile, ...]  # already done with this pipeline and schema version
     duplicates: tuple[PlannedFile, ...]  # same bytes as another input of this run
     discovered: int
+    stale_schema: tuple[PlannedFile, ...] = ()  # done under another version of the schema: kept as they are
 
 
-def plan(input_spec: str, done: dict[str, str], *, force: bool = False, retry_failed: bool = False) -> RunPlan:
-    todo, skipped, duplicates = [], [], []
+def plan(input_spec: str, done: Mapping[str, str | Committed], *, force: bool = False, retry_failed: bool = False,
+         pipeline_version: str | None = None, schema_name: str | None = None, schema_version: str | None = None,
+         reprocess_schema: bool = False, exclude: tuple[Path, ...] = ()) -> RunPlan:
+    """Which discovered files to process.
+
+    ``done`` maps doc_id to a committed status (only entries that count as done) or to a
+    :class:`Committed` record, judged here: another pipeline version or another schema is not done;
+    the same schema under another schema version is done ("stale") unless ``reprocess_schema``.
+    """
+    todo, skipped, duplicates, stale = [], [], [], []
     seen: set[str] = set()
-    paths = discover(input_spec)
+    paths = discover(input_spec, exclude)
     for path in paths:
         try:
             doc_id = ingest(path).doc_id
@@ -38,12 +49,22 @@ def plan(input_spec: str, done: dict[str, str], *, force: bool = False, retry_fa
             duplicates.append(item)
             continue
         seen.add(doc_id)
-        status = done.get(doc_id)
+        entry = done.get(doc_id)
+        status, is_stale = entry, False
+        if isinstance(entry, Committed):
+            status = entry.status
+            if pipeline_version is not None and entry.pipeline_version != pipeline_version:
+                status = None
+            elif schema_name is not None and entry.schema_name != schema_name:
+                status = None
+            elif schema_version is not None and entry.schema_version != schema_version:
+                is_stale = True
+                status = None if reprocess_schema else status
         if status is not None and not force and not (retry_failed and status == "failed"):
-            skipped.append(item)
+            (stale if is_stale else skipped).append(item)
         else:
             todo.append(item)
-    return RunPlan(tuple(todo), tuple(skipped), tuple(duplicates), len(paths))
+    return RunPlan(tuple(todo), tuple(skipped), tuple(duplicates), len(paths), tuple(stale))
 
 
 def document_summary(result: DocumentResult) -> dict:
@@ -76,6 +97,7 @@ class RunTotals:
     partial: int = 0
     failed: int = 0
     skipped: int = 0
+    stale_schema: int = 0
     duplicates: int = 0
     pages: int = 0
     pages_layout: int = 0
@@ -98,6 +120,6 @@ class RunTotals:
             self.failures.append((s["source_path"], s["error"] or ""))
 
     def counts(self) -> dict[str, int]:
-        keys = ("documents", "ok", "partial", "failed", "skipped", "duplicates", "pages", "pages_layout",
+        keys = ("documents", "ok", "partial", "failed", "skipped", "stale_schema", "duplicates", "pages", "pages_layout",
                 "pages_vlm", "needs_review", "fields_review")
         return {k: int(getattr(self, k)) for k in keys} | {f"reason_{k}": v for k, v in self.reasons.items()}

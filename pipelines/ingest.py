@@ -1,9 +1,20 @@
-"""Discovery and ingest: which files a run takes, what they are (from their bytes) and their doc_id."""
+"""Discovery and ingest: which files a run takes, what they are (from their bytes) and their doc_id.
+
+Discovery never hangs and never loops: folders are walked with symbolic links followed but each real
+folder entered once (a link back up the tree is a cycle, skipped), and every non-folder entry that
+looks like an input is returned, including those that cannot be read (a FIFO, a dangling or looping
+link, a socket): :func:`ingest` refuses them with a clear error, so they become failed rows instead of
+vanishing or blocking the run. File names that are not valid UTF-8 are kept as bytes on disk and
+shown (and written to Parquet) with each undecodable byte as ``\\xNN`` (:func:`display_path`).
+"""
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +34,10 @@ class InputError(ValueError):
     pass
 
 
+class NotAFileError(OSError):
+    """The path exists but is not a regular file (a FIFO, a socket, a device, a folder)."""
+
+
 @dataclass(frozen=True)
 class SourceFile:
     path: Path
@@ -32,18 +47,120 @@ class SourceFile:
     detected: str  # what the bytes look like, for error messages
 
 
-def discover(input_spec: str) -> list[Path]:
-    """A folder (recursive), a glob pattern, or one file; sorted, hidden files skipped."""
+def display_path(path: Path | str) -> str:
+    """The path as valid UTF-8 text: undecodable bytes of a file name become ``\\xNN``.
+
+    Linux file names are bytes; Python carries undecodable ones as lone surrogates, which Parquet,
+    JSON and terminals reject. Valid UTF-8 names are unchanged. To find the file from a row, compare
+    with ``display_path`` of the candidates (or ``os.fsencode(p).decode('utf-8', 'backslashreplace')``).
+    """
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def _wanted(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() not in SIDECAR_SUFFIXES
+
+
+def _walk(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """Every wanted non-folder entry under ``root``: links followed, each real folder entered once."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    excluded = set()
+    for ex in exclude:
+        try:
+            st = ex.stat()
+            excluded.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+
+    def on_error(err: OSError) -> None:  # a folder that cannot be listed is reported, not skipped
+        if err.filename is not None and Path(err.filename) != root:
+            found.append(Path(err.filename))
+
+    root_real = os.path.realpath(root)
+    for current, dirs, files in os.walk(root, followlinks=True, onerror=on_error):
+        try:
+            st = os.stat(current)
+        except OSError:
+            dirs[:] = []
+            continue
+        key = (st.st_dev, st.st_ino)
+        real = os.path.realpath(current)
+        if key in seen or key in excluded or (current != str(root) and root_real.startswith(real.rstrip("/") + "/")):
+            dirs[:] = []  # a symlink cycle, a link to a folder above the input, or the run's own output
+            continue
+        seen.add(key)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(current, f) for f in files if _wanted(f))
+    return found
+
+
+def _component_regex(comp: str) -> str:
+    """One path component of a glob: ``*`` and ``?`` never cross a ``/``; ``[..]`` is a class."""
+    out, i = [], 0
+    while i < len(comp):
+        c = comp[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and "]" in comp[i + 2:]:  # a class; "]" right after "[" (or "[!") is a member
+            j = comp.index("]", i + 2)
+            body = comp[i + 1:j]
+            body = "^" + body[1:] if body.startswith("!") else body
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """A glob pattern (``*``, ``?``, ``[..]``, ``**`` for any folders) as a regex over relative paths."""
+    regex = ""
+    comps = pattern.split("/")
+    for n, comp in enumerate(comps):
+        last = n == len(comps) - 1
+        if comp == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+        else:
+            regex += _component_regex(comp) + ("" if last else "/")
+    return re.compile(regex + r"\Z", re.S)
+
+
+def _glob(pattern: str, exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """Like ``glob.glob(pattern, recursive=True)`` but over :func:`_walk` (no symlink loops)."""
+    parts = Path(pattern).parts
+    fixed = 0
+    while fixed < len(parts) - 1 and not glob.has_magic(parts[fixed]):
+        fixed += 1
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    rest = "/".join(parts[fixed:])
+    regex = _glob_regex(rest)
+    hits = []
+    for p in _walk(root, exclude):
+        rel = p.relative_to(root).as_posix()
+        if regex.match(rel):
+            hits.append(p)
+    return hits
+
+
+def discover(input_spec: str, exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """A folder (recursive), a glob pattern, or one file; sorted; hidden and sidecar files skipped.
+
+    ``exclude``: folders never entered (the run's output folder when it lies inside the input).
+    """
     path = Path(input_spec)
-    if path.is_file():
-        return [path]
     if path.is_dir():
-        candidates = (p for p in path.rglob("*") if p.is_file())
-    elif glob.has_magic(input_spec):
-        candidates = (Path(p) for p in glob.glob(input_spec, recursive=True) if Path(p).is_file())
-    else:
-        raise InputError(f"input {input_spec!r} is not a file, a folder or a glob that matches anything")
-    return sorted(p for p in candidates if not p.name.startswith(".") and p.suffix.lower() not in SIDECAR_SUFFIXES)
+        return sorted(_walk(path, exclude))
+    if path.exists() or path.is_symlink():
+        return [path]  # one named input is taken whatever it is; ingest says if it cannot be read
+    if glob.has_magic(input_spec):
+        hits = _glob(input_spec, exclude)
+        if hits:
+            return sorted(hits)
+    raise InputError(f"input {input_spec!r} is not a file, a folder or a glob that matches anything")
 
 
 def sniff(head: bytes) -> tuple[str | None, str]:
@@ -62,8 +179,37 @@ def sniff(head: bytes) -> tuple[str | None, str]:
     return (mime if mime in SUPPORTED else None), f"{kind.extension} ({mime})"
 
 
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular(path: Path) -> os.stat_result:
+    """stat ``path`` (following links); raise OSError with a clear reason unless it is a regular file.
+
+    Opening a FIFO would block forever and a device could stream without end, so only regular files
+    are ever opened.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if path.is_symlink():
+            target = display_path(os.readlink(path))
+            why = "a symbolic link loop" if exc.errno == 40 else f"a symbolic link to {target!r}, which is missing"
+            raise OSError(exc.errno, f"{exc.strerror}: {why}") from exc
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        raise NotAFileError(f"it is {_kind(st.st_mode)}, not a regular file")
+    return st
+
+
 def ingest(path: Path) -> SourceFile:
     """Hash the bytes (doc_id = sha256) and detect the type from them, not from the name."""
+    check_regular(path)
     digest = hashlib.sha256()
     size = 0
     head = b""
@@ -79,4 +225,5 @@ def ingest(path: Path) -> SourceFile:
 
 def unreadable_id(path: Path) -> str:
     """A stable id for a file whose bytes cannot be read at all."""
-    return hashlib.sha256(b"unreadable:" + str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()
+    absolute = os.path.abspath(path)  # not resolve(): that raises on a symlink loop
+    return hashlib.sha256(b"unreadable:" + os.fsencode(absolute)).hexdigest()

@@ -14,7 +14,8 @@ from pathlib import Path
 from docroute import PIPELINE_VERSION
 from docroute.extractors import detect, layout, layout_pymupdf, ocr, pdf
 from docroute.pipelines import route
-from docroute.pipelines.ingest import SourceFile, ingest, unreadable_id
+from docroute.pipelines.budget import apply_budgets
+from docroute.pipelines.ingest import SourceFile, display_path, ingest, unreadable_id
 from docroute.pipelines.redact import redact
 from docroute.pipelines.settings import Settings
 from docroute.pipelines.validate import build_extraction
@@ -55,9 +56,9 @@ def process_page(page, page_number: int, settings: Settings) -> tuple[PageResult
         image = pdf.render(page, dpi, gray=content.native_gray)
         words = ocr.ocr_words(image, dpi, ocr.OcrOptions(settings.ocr_languages, timeout_s=settings.ocr_timeout_s))
         parsed = layout_pymupdf.parse_page(page, content, words, ocr=True)
-    signals = detect.page_signals(content, parsed, image, dpi)
-    decision = route.decide(signals, settings.router)
-    return PageResult(parsed=parsed, signals=signals, decision=decision), t0
+    found = detect.detect_page(content, parsed, image, dpi, render=detect.clip_renderer(page))
+    decision = route.decide(found.signals, settings.router, found.regions, page_number)
+    return PageResult(parsed=parsed, signals=found.signals, decision=decision), t0
 
 
 def _with_engine(pages: list[PageResult], src: SourceFile, settings: Settings) -> list[PageResult]:
@@ -80,6 +81,14 @@ def _extract_fields(schema_name: str, parsed: list[ParsedPage]) -> tuple[dict[st
     return extract_invoice(parsed), []
 
 
+def _page_error(exc: Exception, settings: Settings) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or "malloc" in str(exc) or "out of memory" in str(exc).lower():
+        limit = f"{settings.worker_memory_mb} MB" if settings.worker_memory_mb else "no limit"
+        return f"out of memory ({text}; worker limit {limit}, DOCROUTE_WORKER_MEMORY_MB)"
+    return text
+
+
 def _passwords(settings: Settings) -> tuple[str, ...]:
     if settings.password_file is None:
         return ()
@@ -89,7 +98,7 @@ def _passwords(settings: Settings) -> tuple[str, ...]:
 
 def process_document(path: Path, settings: Settings) -> DocumentResult:
     t0 = time.perf_counter()
-    base = Document(doc_id=unreadable_id(path), source_path=str(path), file_name=path.name,
+    base = Document(doc_id=unreadable_id(path), source_path=display_path(path), file_name=display_path(path.name),
                     mime_type="application/octet-stream", size_bytes=0, n_pages=0)
     try:
         src = ingest(path)
@@ -105,15 +114,21 @@ def process_document(path: Path, settings: Settings) -> DocumentResult:
     try:
         with pdf.open_document(src.path, src.mime_type, _passwords(settings)) as doc:
             document = document.model_copy(update={"n_pages": doc.page_count})
+            if doc.page_count > settings.max_pages:
+                return _failed(document, f"the document has {doc.page_count} pages, over the limit of "
+                               f"{settings.max_pages} (DOCROUTE_MAX_PAGES); raise it to read this file", t0)
             for index in range(doc.page_count):
                 try:
                     page = doc.load_page(index)
                     result, started = process_page(page, index + 1, settings)
                     pages.append(result.model_copy(update={"duration_ms": _ms(started)}))
                 except Exception as exc:  # one bad page must not lose the others
-                    page_errors.append(f"page {index + 1}: {type(exc).__name__}: {exc}")
+                    page_errors.append(f"page {index + 1}: {_page_error(exc, settings)}")
             if getattr(doc, "is_repaired", False):
                 page_errors.append("the PDF is damaged (MuPDF repaired its structure); content may be missing")
+            elif damage := pdf.structure_damage():
+                page_errors.append(f"the PDF is damaged (MuPDF could not read part of it: {damage}); "
+                                   "content may be missing")
     except pdf.DocumentOpenError as exc:
         return _failed(document, str(exc), t0)
     if not pages:
@@ -124,11 +139,13 @@ def process_document(path: Path, settings: Settings) -> DocumentResult:
         except Exception as exc:  # the document keeps PyMuPDF's elements and says so
             page_errors.append(f"{settings.parser} parser failed, kept PyMuPDF elements: {type(exc).__name__}: {exc}")
 
+    pages = apply_budgets(pages, settings.router, document.doc_id)
     routed = [p.page_number for p in pages if p.decision.route == "vlm"]
-    vlm = run_vlm_stage(src, pages, schema, settings)
-    fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in vlm.pages])
+    fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in pages])
+    vlm = run_vlm_stage(src, pages, schema, settings, layout_fields=fields)
     extraction: Extraction = build_extraction(
         schema, fields, routed_pages=routed, vlm_status=vlm.status, model=vlm.model, extra_reasons=extra,
+        vlm_fields=vlm.fields or None, raw_extra={"vlm_call": vlm.raw} if vlm.raw else None,
     )
     status = "partial" if page_errors else "ok"
     result = DocumentResult(
@@ -136,4 +153,4 @@ def process_document(path: Path, settings: Settings) -> DocumentResult:
         extractions=(extraction, *vlm.extra), processed_at=datetime.now(UTC), duration_ms=_ms(t0),
         pipeline_version=PIPELINE_VERSION,
     )
-    return redact(result, settings.redact)
+    return redact(result, settings.redact, settings.redact_phone_regions)

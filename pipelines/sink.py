@@ -1,21 +1,40 @@
 """The Parquet sink: one folder per table, written atomically and idempotently.
 
 Each document's rows go to ``<table>/<doc_id>.parquet`` in every table, written under a temporary
-name and renamed. The ``documents`` file is written last: it is the commit marker. A document counts
-as done only when its documents row exists, and a rerun rewrites the same file names, so a run killed
-at any point and rerun leaves each document exactly once in every table.
+name, fsynced and renamed. The ``documents`` file is written last: it is the commit marker. A document
+counts as done only when its documents row exists; reprocessing a committed document first removes
+its documents file (un-commits it), so a committed row never sits beside parts of another run. A rerun
+rewrites the same file names, so a run killed at any point and rerun leaves each document exactly
+once in every table. :meth:`ParquetSink.recover` (run under the lock at the start of every run)
+deletes what a killed run left half-written: temporary files, and part files of documents without a
+documents row.
+
+Around that: :func:`output_lock` refuses a second run on the same output folder while one runs (an
+``flock`` on ``OUT/.docroute.lock``, released by the kernel when its holder dies, however it dies),
+and :class:`RunManifest` keeps ``OUT/_manifests/<run_id>.json`` (what the run planned, what it
+committed, whether it finished) with an append-only journal of commits beside it, so an interrupted
+run is visible and named by the next one.
+
+Old files stay readable beside new ones when a column is added: readers unify schemas by name
+(:func:`read_tables`; DuckDB ``read_parquet(..., union_by_name=true)``), missing columns are null.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import socket
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from docroute.schemas import DocumentResult, Extraction
@@ -34,6 +53,24 @@ def _write(table: pa.Table, path: Path) -> None:
     pq.write_table(table, tmp, compression="zstd")
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename or unlink in ``folder`` durable (not needed against SIGKILL, only power loss)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_json(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -55,6 +92,13 @@ def page_rows(result: DocumentResult, run_id: str) -> list[dict]:
             "policy_version": p.decision.policy_version, "signals": _map(p.signals), "vlm_status": p.vlm_status,
             "ocr_confidence": p.parsed.ocr_confidence, "text": p.parsed.text, "n_words": len(p.parsed.words),
             "n_elements": len(p.parsed.elements), "duration_ms": p.duration_ms, "run_id": run_id,
+            "route_regions": [
+                {"address": f"{result.document.doc_id}/{r.address}", "kind": r.kind, "reason": r.reason,
+                 "route": r.route, "score": r.score, "x0": r.bbox.x0, "y0": r.bbox.y0, "x1": r.bbox.x1,
+                 "y1": r.bbox.y1, "source": r.source, "evidence": _map(r.evidence), "why": r.why}
+                for r in p.decision.regions
+            ],
+            "vlm_scope": p.decision.vlm_scope,
         }
         for p in result.pages
     ]
@@ -98,6 +142,7 @@ def document_row(result: DocumentResult, run_id: str, schema: type[TargetSchema]
         "schema_name": schema.schema_name, "schema_version": schema.schema_version,
         "duration_ms": result.duration_ms, "run_id": run_id, "processed_at": result.processed_at,
         "pipeline_version": result.pipeline_version,
+        "redactions": None if result.redactions is None else [r.model_dump() for r in result.redactions],
     }
 
 
@@ -111,26 +156,59 @@ class ParquetSink:
     def write(self, result: DocumentResult, run_id: str) -> None:
         doc_id = result.document.doc_id
         name = f"{doc_id}.parquet"
+        marker = self.out / "documents" / name
+        if marker.exists():  # reprocessing: un-commit first, so a kill mid-way leaves it not done
+            marker.unlink()
+            _fsync_dir(marker.parent)
         _write(_rows(ELEMENTS, element_rows(result, run_id)), self.out / "elements" / name)
         _write(_rows(PAGES, page_rows(result, run_id)), self.out / "pages" / name)
         ex_rows = [extraction_row(result, ex, run_id) for ex in result.extractions
                    if ex.schema_name == self.schema.schema_name]
         _write(_rows(self.extraction_arrow, ex_rows), self.extraction_dir / name)
-        _write(_rows(DOCUMENTS, [document_row(result, run_id, self.schema)]), self.out / "documents" / name)
+        _write(_rows(DOCUMENTS, [document_row(result, run_id, self.schema)]), marker)
 
-    def done(self, pipeline_version: str) -> dict[str, str]:
-        """doc_id -> status of documents already committed with this pipeline and schema version."""
+    def committed(self) -> dict[str, Committed]:
+        """Every document with a documents row: doc_id -> what it was committed with.
+
+        One dataset scan with an explicit schema, so files written before a column existed read as
+        null there; temporary files (``.`` prefix) are ignored.
+        """
         folder = self.out / "documents"
         if not folder.is_dir() or not any(folder.glob("*.parquet")):
             return {}
-        # one dataset scan; temporary files start with "." and are ignored by the dataset reader
         columns = ["doc_id", "status", "pipeline_version", "schema_name", "schema_version"]
-        rows = pq.read_table(folder, columns=columns).to_pylist()
+        schema = pa.schema([DOCUMENTS.field(c) for c in columns])
+        rows = pads.dataset(folder, schema=schema, format="parquet").to_table(columns=columns).to_pylist()
+        return {r["doc_id"]: Committed(r["status"], r["pipeline_version"], r["schema_name"], r["schema_version"])
+                for r in rows}
+
+    def done(self, pipeline_version: str) -> dict[str, str]:
+        """doc_id -> status of documents already committed with this pipeline and schema version."""
         key = (pipeline_version, self.schema.schema_name, self.schema.schema_version)
-        return {
-            r["doc_id"]: r["status"] for r in rows
-            if (r["pipeline_version"], r["schema_name"], r["schema_version"]) == key
-        }
+        return {d: c.status for d, c in self.committed().items()
+                if (c.pipeline_version, c.schema_name, c.schema_version) == key}
+
+    def recover(self) -> dict[str, int]:
+        """Delete what a killed run left half-written; call only while holding :func:`output_lock`.
+
+        Temporary files of interrupted writes, and part files (pages, elements, extractions) of
+        documents whose documents row was never written. Returns how many of each were removed.
+        """
+        tmp = orphans = 0
+        committed = {p.stem for p in (self.out / "documents").glob("*.parquet")}
+        part_dirs = [self.out / t for t in PART_TABLES] + sorted(
+            p for p in (self.out / "extractions").glob("*") if p.is_dir())
+        for folder in [self.out / "documents", self.out / "runs", *part_dirs]:
+            if not folder.is_dir():
+                continue
+            for f in folder.iterdir():
+                if f.name.startswith(".") and f.name.endswith(".tmp"):
+                    f.unlink(missing_ok=True)
+                    tmp += 1
+                elif folder in part_dirs and f.suffix == ".parquet" and f.stem not in committed:
+                    f.unlink(missing_ok=True)
+                    orphans += 1
+        return {"recovered_tmp_files": tmp, "recovered_orphan_parts": orphans}
 
     def write_run(self, run: dict) -> None:
         row = dict(run)
@@ -141,6 +219,147 @@ class ParquetSink:
 
 
 TABLE_DIRS = ("documents", "pages", "elements", "runs")
+PART_TABLES = ("pages", "elements")  # with extractions/<schema>: written before the commit marker
+LOCK_FILE = ".docroute.lock"
+MANIFESTS = "_manifests"
+
+
+class OutputLocked(RuntimeError):
+    """Another run holds the output folder."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def output_lock(out: Path, run_id: str, input_spec: str = "") -> Iterator[dict]:
+    """Hold ``OUT/.docroute.lock`` for the run, or raise :class:`OutputLocked` naming the holder.
+
+    The lock is an ``flock``: the kernel drops it when the holder exits or is killed, so a lock file
+    left by a dead run is stale and simply taken over (the holder it names is reported as
+    ``previous``). Yields the holder record written into the file.
+    """
+    import fcntl
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        with os.fdopen(os.dup(fd), "r", encoding="utf-8", errors="replace") as fh:
+            previous_text = fh.read()
+        try:
+            previous = json.loads(previous_text) if previous_text.strip() else None
+        except ValueError:
+            previous = None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            h = previous or {}
+            where = f"pid {h.get('pid', '?')} on host {h.get('host', '?')}"
+            if h.get("host") == socket.gethostname() and isinstance(h.get("pid"), int) and not _pid_alive(h["pid"]):
+                where += " (that pid is gone: a child process it started still holds the lock)"
+            raise OutputLocked(
+                f"output folder {out} is in use by another docroute run: run {h.get('run_id', '?')}, "
+                f"{where}, started {h.get('started_at', '?')}, input {h.get('input', '?')!s}. "
+                "Two runs must not write one output folder at once: wait for it to finish, or use another --out."
+            ) from None
+        holder = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
+                  "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "input": input_spec,
+                  "previous": previous}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({k: v for k, v in holder.items() if k != "previous"}).encode(), 0)
+        os.fsync(fd)
+        try:
+            yield holder
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@dataclass(frozen=True)
+class Committed:
+    status: str
+    pipeline_version: str | None
+    schema_name: str | None
+    schema_version: str | None
+
+
+class RunManifest:
+    """``OUT/_manifests/<run_id>.json`` and its journal ``<run_id>.commits.jsonl``.
+
+    The JSON (written atomically) says what the run planned and, once it ends, that it finished and
+    what it committed. The journal gets one line per committed document as it is committed
+    (appended, flushed), so a run killed at any moment still tells what it had done. A manifest still
+    in state ``running`` when the next run takes the lock belongs to an interrupted run.
+    """
+
+    def __init__(self, out: Path, run_id: str):
+        self.folder = Path(out) / MANIFESTS
+        self.run_id = run_id
+        self.path = self.folder / f"{run_id}.json"
+        self.journal = self.folder / f"{run_id}.commits.jsonl"
+        self._lock = threading.Lock()
+        self.data: dict = {}
+
+    def start(self, **info) -> None:
+        self.data = {"run_id": self.run_id, "state": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                     **info}
+        _write_json(self.data, self.path)
+
+    def commit(self, doc_id: str, status: str) -> None:
+        line = json.dumps({"doc_id": doc_id, "status": status, "at": datetime.now(UTC).isoformat()}) + "\n"
+        with self._lock, open(self.journal, "a", encoding="utf-8") as fh:
+            fh.write(line)
+
+    def finish(self, **info) -> None:
+        committed = read_journal(self.journal)
+        self.data |= {"state": "finished", "committed": len(committed), **info}
+        _write_json(self.data, self.path)
+
+    @staticmethod
+    def interrupted(out: Path) -> list[dict]:
+        """Manifests of runs that never finished (killed, crashed), oldest first; marks them so."""
+        found = []
+        for path in sorted((Path(out) / MANIFESTS).glob("*.json")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if data.get("state") != "running":
+                continue
+            committed = read_journal(path.with_name(f"{data.get('run_id', path.stem)}.commits.jsonl"))
+            data |= {"state": "interrupted", "committed": len(committed)}
+            _write_json(data, path)
+            found.append({"run_id": data.get("run_id"), "planned": len(data.get("planned", ())),
+                          "committed": len(committed), "started_at": data.get("started_at")})
+        return found
+
+
+def read_journal(path: Path) -> dict[str, str]:
+    """doc_id -> status from a commits journal; a torn last line (a kill mid-write) is ignored."""
+    out: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            out[rec["doc_id"]] = rec["status"]
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def read_tables(out: str | Path) -> dict:

@@ -19,6 +19,15 @@ CONTRACT_VERSION = "1"
 MONEY = pa.decimal128(18, 4)
 TS = pa.timestamp("us", tz="UTC")
 
+REDACTION = pa.struct([
+    ("kind", pa.string()),
+    ("table", pa.string()),
+    ("column", pa.string()),
+    ("page_number", pa.int32()),
+    ("ref", pa.string()),
+    ("count", pa.int32()),
+])
+
 DOCUMENTS = pa.schema([
     ("doc_id", pa.string()),
     ("source_path", pa.string()),
@@ -34,6 +43,8 @@ DOCUMENTS = pa.schema([
     ("run_id", pa.string()),
     ("processed_at", TS),
     ("pipeline_version", pa.string()),
+    # PII redacted from this document's rows (null: redaction was off; empty: on, nothing found)
+    ("redactions", pa.list_(REDACTION)),
 ])
 
 PAGES = pa.schema([
@@ -56,6 +67,22 @@ PAGES = pa.schema([
     ("n_elements", pa.int32()),
     ("duration_ms", pa.float64()),
     ("run_id", pa.string()),
+    # the router's candidate regions, routed or not (pipelines/route.py); address = doc_id/p3/table/2
+    ("route_regions", pa.list_(pa.struct([
+        ("address", pa.string()),
+        ("kind", pa.string()),
+        ("reason", pa.string()),
+        ("route", pa.string()),
+        ("score", pa.float64()),
+        ("x0", pa.float64()),
+        ("y0", pa.float64()),
+        ("x1", pa.float64()),
+        ("y1", pa.float64()),
+        ("source", pa.string()),
+        ("evidence", pa.map_(pa.string(), pa.float64())),
+        ("why", pa.string()),
+    ]))),
+    ("vlm_scope", pa.string()),
 ])
 
 ELEMENTS = pa.schema([

@@ -140,12 +140,41 @@ class Document(Frozen):
     n_pages: int
 
 
+RegionKind = Literal["handwriting", "table", "chart", "text"]
+
+
+class Region(Frozen):
+    """A candidate region from a page detector (extractors/detect): what, where, how strong, and why."""
+
+    kind: RegionKind
+    bbox: BBox
+    score: float = Field(ge=0.0, le=1.0)
+    evidence: dict[str, float] = Field(default_factory=dict)
+    source: str = ""  # detector and cue, e.g. "handwriting:ink_annotation"
+    note: str = ""  # the evidence in words
+
+
+class RoutedRegion(Region):
+    """A candidate region with the policy's decision on it.
+
+    ``address`` is stable for a given file and policy version: ``p3/table/2`` (page, kind, rank in
+    reading order); prefix the doc_id for a global address, ``<doc_id>/p3/table/2``.
+    """
+
+    address: str
+    reason: str  # the routing reason this region is evidence for: handwriting, complex_table, ...
+    route: Route
+    why: str = ""
+
+
 class RouteDecision(Frozen):
     route: Route
     reasons: tuple[str, ...] = ()
     scores: dict[str, float] = Field(default_factory=dict)
     explanation: str = ""
     policy_version: str
+    regions: tuple[RoutedRegion, ...] = ()  # every candidate region, routed or not, with why
+    vlm_scope: Literal["none", "regions", "page"] = "none"  # what the VLM stage sends: crops or the page
 
 
 class ParsedPage(Frozen):
@@ -202,6 +231,17 @@ class Extraction(Frozen):
     raw_json: str = "{}"
 
 
+class Redaction(Frozen):
+    """PII that was redacted: which kind, in which table and column, where, and how many times."""
+
+    kind: str  # email, phone, iban, card, ssn
+    table: str  # pages, elements, extractions/<schema>
+    column: str  # text, table_html, a field name, raw_json, field_provenance.raw_text
+    page_number: int | None = None
+    ref: str | None = None  # element_id, or the field's path such as line_items[2].description
+    count: int = 1
+
+
 class DocumentResult(Frozen):
     """Everything one document produced. A failed document carries its error and no pages."""
 
@@ -213,3 +253,4 @@ class DocumentResult(Frozen):
     processed_at: datetime
     duration_ms: float = 0.0
     pipeline_version: str
+    redactions: tuple[Redaction, ...] | None = None  # None: redaction was off; () on and nothing found

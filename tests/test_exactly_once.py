@@ -1,0 +1,349 @@
+"""Exactly once: a run killed at any moment and rerun leaves each document exactly once in every table,
+with nothing lost; two runs on one output are refused; old files stay readable beside new ones; a new
+schema version reprocesses only when asked.
+
+Two kinds of kill:
+- every file-system step of the sink, in turn (``test_crash_at_every_sink_step...``): the write is
+  aborted right there and the files are left as they are. The sink has no cleanup code (no finally,
+  no rollback), so what is on disk is exactly what a SIGKILL at that step leaves;
+- SIGKILL of the whole CLI process group at seeded random moments of real runs (startup, planning,
+  parsing, writing), each followed by a rerun (``test_sigkill_at_random_moments...``).
+The counts asserted here are the ones README "Fault tests" reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from docroute import PIPELINE_VERSION
+from docroute.pipelines import sink as sink_mod
+from docroute.pipelines.batch import plan
+from docroute.pipelines.process import process_document
+from docroute.pipelines.settings import Settings
+from docroute.pipelines.sink import Committed, OutputLocked, ParquetSink, RunManifest, output_lock
+from docroute.schemas.contract import DOCUMENTS
+
+from conftest import SAMPLES, cli
+
+PART_TABLES = ("pages", "elements", "extractions/invoice")
+SINK_STEP_DOCS = ("invoice_two_page.pdf", "broken_empty.pdf")  # two pages with elements; a failed row
+SINK_CRASH_POINTS = 52  # 24 during a first write, 28 during a --force rewrite (see the test)
+SIGKILL_TRIALS = 5
+SIGKILL_DOCS = 14
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing in docroute catches a BaseException that is not an Exception."""
+
+
+def read(out: Path, table: str) -> list[dict]:
+    folder = out / table
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        return []
+    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive").to_pylist()
+
+
+def check_consistent(out: Path, expected: dict[str, tuple[int, int]] | None = None) -> set[str]:
+    """What a reader sees between runs: every committed document is complete and appears once.
+
+    Committed = has a documents row. Its part rows all come from the run that committed it, with no
+    (doc_id, page) or (doc_id, element) twice; an ok document has n_pages pages and one extraction
+    row. ``expected`` (doc_id -> (pages, elements)) checks the counts exactly. Returns the committed ids.
+    """
+    docs = {d["doc_id"]: d for d in read(out, "documents")}
+    assert len(docs) == len(read(out, "documents")), "a document committed twice"
+    keys = {"pages": "page_number", "elements": "element_id", "extractions/invoice": None}
+    for table, key in keys.items():
+        by_doc: dict[str, list[dict]] = {}
+        for r in read(out, table):
+            by_doc.setdefault(r["doc_id"], []).append(r)
+        for doc_id, d in docs.items():
+            got = by_doc.get(doc_id, [])
+            assert {r["run_id"] for r in got} <= {d["run_id"]}, (table, "a committed row beside parts of another run")
+            if key:
+                assert len({r[key] for r in got}) == len(got), (table, doc_id, "a row twice")
+            if table == "pages" and d["status"] == "ok":
+                assert len(got) == d["n_pages"], (doc_id, len(got), d["n_pages"])
+            if table == "extractions/invoice":
+                assert len(got) == (0 if d["status"] == "failed" else 1), (doc_id, len(got))
+            if expected is not None and table != "extractions/invoice":
+                want = expected[doc_id][0 if table == "pages" else 1]
+                assert len(got) == want, (table, doc_id, len(got), want)
+    return set(docs)
+
+
+def check_exactly_once(out: Path, expected: dict[str, tuple[int, int]] | None, inputs: set[str]) -> None:
+    committed = check_consistent(out, expected)
+    assert committed == inputs, ("lost", inputs - committed, "extra", committed - inputs)
+    for table in PART_TABLES:
+        assert {r["doc_id"] for r in read(out, table)} <= committed, (table, "orphan parts")
+    assert not list(out.rglob("*.tmp")), "temporary files left"
+
+
+# --------------------------------------------------------------------------- every sink step
+@pytest.fixture(scope="module")
+def results():
+    return [process_document(SAMPLES / name, Settings(workers=1)) for name in SINK_STEP_DOCS]
+
+
+def _expected(results) -> dict[str, tuple[int, int]]:
+    return {r.document.doc_id: (len(r.pages), sum(len(p.parsed.elements) for p in r.pages)) for r in results}
+
+
+def _write_all(out: Path, results, run_id: str, crash_at: int | None = None, phase: str = "") -> list[str]:
+    """Write all results like a run does, aborting at file-system step ``crash_at``.
+
+    Steps are the sink's file writes (``_write``: temporary file, fsync, rename) and unlinks (the
+    un-commit of a document being rewritten). Phases: ``before`` the step, ``tmp`` (a write's
+    temporary file is complete, not renamed), ``after`` it. Returns the kinds of the steps run.
+    """
+    kinds: list[str] = []
+    real_write, real_unlink = sink_mod._write, Path.unlink
+
+    def write(table, path):
+        n = len(kinds)
+        kinds.append("write")
+        if n == crash_at and phase == "before":
+            raise Killed
+        if n == crash_at and phase == "tmp":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path.with_name(f".{path.name}.1234.abcdef.tmp"))
+            raise Killed
+        real_write(table, path)
+        if n == crash_at and phase == "after":
+            raise Killed
+
+    def unlink(self, *args, **kwargs):
+        n = len(kinds)
+        kinds.append("unlink")
+        if n == crash_at and phase == "before":
+            raise Killed
+        real_unlink(self, *args, **kwargs)
+        if n == crash_at and phase == "after":
+            raise Killed
+
+    sink_mod._write = write
+    Path.unlink = unlink
+    try:
+        s = ParquetSink(out, "invoice")
+        for r in results:
+            s.write(r, run_id)
+    except Killed:
+        pass
+    finally:
+        sink_mod._write, Path.unlink = real_write, real_unlink
+    return kinds
+
+
+def _rerun(out: Path, results, run_id: str) -> None:
+    """What the next run does: clean up under the lock, then write what is not done."""
+    s = ParquetSink(out, "invoice")
+    s.recover()
+    done = s.done(PIPELINE_VERSION)
+    for r in results:
+        if r.document.doc_id not in done:
+            s.write(r, run_id)
+
+
+def test_crash_at_every_sink_step_then_rerun_gives_each_document_once(results, tmp_path, monkeypatch):
+    import shutil
+
+    # fsync guards against power loss, not against a kill (the page cache survives the process): off here
+    monkeypatch.setattr(sink_mod.os, "fsync", lambda fd: None)
+
+    expected = _expected(results)
+    inputs = set(expected)
+    assert len(inputs) == 2
+    crash_points = 0
+    first = _write_all(tmp_path / "count", results, "r1")
+    assert first == ["write"] * 8  # per document: elements, pages, extraction, documents (last)
+    base = tmp_path / "committed"
+    _write_all(base, results, "r1")
+    shutil.copytree(base, tmp_path / "count-force2")
+    forced = _write_all(tmp_path / "count-force2", results, "r2")
+    assert forced == (["unlink"] + ["write"] * 4) * 2  # a rewrite un-commits first
+    for scenario, steps in (("first", first), ("force", forced)):
+        for k, kind in enumerate(steps):
+            for phase in ("before", "tmp", "after") if kind == "write" else ("before", "after"):
+                out = tmp_path / f"{scenario}-{k}-{phase}"
+                if scenario == "force":
+                    shutil.copytree(base, out)
+                _write_all(out, results, "killed", crash_at=k, phase=phase)
+                check_consistent(out, expected if scenario == "first" else None)
+                _rerun(out, results, "rerun")
+                check_exactly_once(out, expected, inputs)
+                crash_points += 1
+    assert crash_points == SINK_CRASH_POINTS
+
+
+# --------------------------------------------------------------------------- SIGKILL of real runs
+def _sigkill_corpus(folder: Path) -> dict[str, int]:
+    """SIGKILL_DOCS files with distinct bytes; doc_id -> pages."""
+    folder.mkdir()
+    sources = ["invoice_ruled.pdf", "invoice_unruled.pdf", "invoice_two_page.pdf", "plain_text.pdf",
+               "invoice_scanned.pdf", "chart.pdf", "broken_empty.pdf"]
+    ids = {}
+    for i in range(SIGKILL_DOCS):
+        name = sources[i % len(sources)]
+        data = (SAMPLES / name).read_bytes()
+        if data:
+            data += f"\n% copy {i}\n".encode()
+        elif i >= len(sources):
+            continue  # one empty file only (every empty file is the same document)
+        (folder / f"{i:02d}_{name}").write_bytes(data)
+        ids[hashlib.sha256(data).hexdigest()] = 0
+    return ids
+
+
+def _committed(out: Path) -> int:
+    return len(list((out / "documents").glob("*.parquet"))) if (out / "documents").is_dir() else 0
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_rerun(prefect_api, tmp_path):
+    corpus = tmp_path / "corpus"
+    doc_ids = set(_sigkill_corpus(corpus))
+    out = tmp_path / "out"
+    args = ["run", str(corpus), "--out", str(out), "--workers", "2", "--redact", "all"]
+    rng = random.Random(20240315)
+    kills, mid_run, refused = 0, 0, False
+    for trial in range(SIGKILL_TRIALS):
+        before = _committed(out)
+        proc = cli(args, api_url=prefect_api, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   start_new_session=True)
+        if trial == 0:
+            time.sleep(rng.uniform(0.2, 2.5))  # start-up: imports, lock, Prefect, planning
+        else:
+            target = before + rng.randint(1, 2)  # some documents in, then a random extra moment
+            deadline = time.monotonic() + 120
+            while _committed(out) < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.4))
+            if not refused and (out / ".docroute.lock").exists() and (out / ".docroute.lock").read_text():
+                second = cli(args, api_url=prefect_api, timeout=120)
+                assert second.returncode == 75, second.stderr
+                assert "in use by another docroute run" in second.stderr and "pid" in second.stderr
+                refused = True
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        after = _committed(out)
+        mid_run += 0 < after < len(doc_ids)
+        check_consistent(out)
+    assert kills == SIGKILL_TRIALS and mid_run >= SIGKILL_TRIALS - 1 and refused
+    final = cli(args, api_url=prefect_api, timeout=300)
+    assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
+    check_exactly_once(out, None, doc_ids)  # nothing lost, nothing twice
+    # the audit trail: killed runs that had written a manifest are marked interrupted, named by the rerun
+    states = [RunManifest(out, "x").folder.joinpath(p.name) for p in (out / "_manifests").glob("*.json")]
+    import json
+
+    manifests = [json.loads(p.read_text()) for p in states]
+    assert sum(m["state"] == "finished" for m in manifests) == 1
+    assert all(m["state"] in ("interrupted", "finished") for m in manifests)
+    if any(m["state"] == "interrupted" for m in manifests):
+        assert "resumed interrupted run" in final.stdout
+    # --redact all ran in every run: the sample invoice's e-mail address never reached the tables
+    text = duckdb.sql(f"SELECT string_agg(text, ' ') FROM read_parquet('{out}/pages/*.parquet')").fetchall()[0][0]
+    assert "billing@bluefield-example.com" not in text and "[EMAIL]" in text
+    assert all(d["redactions"] is not None for d in read(out, "documents") if d["status"] != "failed")
+
+
+# --------------------------------------------------------------------------- the lock
+def test_a_second_run_on_the_same_output_is_refused_with_the_holder(tmp_path):
+    with output_lock(tmp_path, "run-A", "/data/in"):
+        with pytest.raises(OutputLocked) as err:
+            with output_lock(tmp_path, "run-B", "/data/in"):
+                pass
+        msg = str(err.value)
+        assert "run run-A" in msg and f"pid {os.getpid()}" in msg and "started" in msg and "/data/in" in msg
+    with output_lock(tmp_path, "run-C") as holder:  # released on exit: free again
+        assert holder["previous"] is None
+
+
+def test_a_lock_left_by_a_killed_run_is_stale_and_taken_over(tmp_path):
+    (tmp_path / ".docroute.lock").write_text('{"run_id": "dead-run", "pid": 999999, "host": "h"}')
+    with output_lock(tmp_path, "run-D") as holder:
+        assert holder["previous"]["run_id"] == "dead-run"
+
+
+# --------------------------------------------------------------------------- schema evolution
+def test_old_files_without_a_new_column_read_beside_new_ones(results, tmp_path):
+    import docroute
+
+    s = ParquetSink(tmp_path, "invoice")
+    s.write(results[0], "new-run")
+    old = results[1]
+    row = sink_mod.document_row(old, "old-run", s.schema)
+    old_schema = pa.schema([f for f in DOCUMENTS if f.name != "redactions"])  # as written before it existed
+    pq.write_table(pa.Table.from_pylist([{k: v for k, v in row.items() if k != "redactions"}], schema=old_schema),
+                   tmp_path / "documents" / f"{old.document.doc_id}.parquet")
+    # an extraction table gaining a field: the old file lacks it
+    ex = pq.read_table(tmp_path / "extractions" / "invoice" / f"{results[0].document.doc_id}.parquet")
+    newer = ex.append_column("po_number", pa.array(["PO-7"], pa.string()))
+    pq.write_table(newer, tmp_path / "extractions" / "invoice" / "zz-newer.parquet")
+
+    tables = docroute.read(tmp_path)
+    assert len(tables["documents"]) == 2 and "redactions" in tables["documents"]
+    assert tables["extractions/invoice"]["po_number"].isna().sum() == 1
+    rows = duckdb.sql(f"""SELECT doc_id, redactions FROM read_parquet('{tmp_path}/documents/*.parquet',
+                          union_by_name=true) ORDER BY run_id""").fetchall()
+    assert len(rows) == 2 and rows[0][1] is None  # the old file: null in the new column
+    n = duckdb.sql(f"""SELECT count(po_number) FROM read_parquet('{tmp_path}/extractions/invoice/*.parquet',
+                       union_by_name=true)""").fetchall()[0][0]
+    assert n == 1
+    assert set(s.committed()) == {results[0].document.doc_id, old.document.doc_id}
+
+
+def test_a_new_schema_version_reprocesses_only_when_asked(tmp_path):
+    f = tmp_path / "in" / "a.pdf"
+    f.parent.mkdir()
+    f.write_bytes((SAMPLES / "plain_text.pdf").read_bytes())
+    doc_id = hashlib.sha256(f.read_bytes()).hexdigest()
+    keys = dict(pipeline_version=PIPELINE_VERSION, schema_name="invoice", schema_version="2")
+    older = {doc_id: Committed("ok", PIPELINE_VERSION, "invoice", "1")}
+    p = plan(str(f.parent), older, **keys)
+    assert (len(p.todo), len(p.skipped), len(p.stale_schema)) == (0, 0, 1)
+    p = plan(str(f.parent), older, **keys, reprocess_schema=True)
+    assert (len(p.todo), len(p.stale_schema)) == (1, 0)
+    other_pipeline = {doc_id: Committed("ok", "0.0.1", "invoice", "2")}
+    assert len(plan(str(f.parent), other_pipeline, **keys).todo) == 1
+    other_schema = {doc_id: Committed("ok", PIPELINE_VERSION, "table", "1")}
+    assert len(plan(str(f.parent), other_schema, **keys).todo) == 1
+    same = {doc_id: Committed("ok", PIPELINE_VERSION, "invoice", "2")}
+    assert len(plan(str(f.parent), same, **keys).skipped) == 1
+
+
+def test_stale_schema_documents_are_kept_and_counted_by_the_flow(prefect_api, tmp_path):
+    from docroute.flows.extract import run_extract
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes((SAMPLES / "plain_text.pdf").read_bytes())
+    out = tmp_path / "out"
+    run_extract(str(folder), str(out), Settings(workers=1))
+    marker = next((out / "documents").glob("*.parquet"))
+    t = pq.read_table(marker)
+    older = t.set_column(t.schema.get_field_index("schema_version"), "schema_version",
+                         pa.array(["0"], pa.string()))
+    pq.write_table(older, marker)
+    summary = run_extract(str(folder), str(out), Settings(workers=1))
+    assert summary["totals"].stale_schema == 1 and summary["totals"].documents == 0
+    assert summary["counts"]["stale_schema"] == 1
+    assert pq.read_table(marker)["schema_version"].to_pylist() == ["0"], "kept as it was"
+    summary = run_extract(str(folder), str(out), Settings(workers=1), reprocess_schema=True)
+    assert summary["totals"].documents == 1
+    assert pq.read_table(marker)["schema_version"].to_pylist() != ["0"]
