@@ -77,7 +77,7 @@ def open_document(path: Path, mime_type: str, passwords: Sequence[str] = ()) -> 
         warnings = pymupdf.TOOLS.mupdf_warnings(reset=False)
         if "malloc" in warnings or "out of memory" in warnings.lower():
             raise DocumentOpenError(f"cannot open as {mime_type}: out of memory while opening ({exc})") from exc
-        raise DocumentOpenError(f"cannot open as {mime_type}: {exc}") from exc
+        raise DocumentOpenError(f"cannot open as {mime_type}: the file is damaged or incomplete ({exc})") from exc
     try:
         if doc.needs_pass and not any(doc.authenticate(pw) for pw in passwords):
             tried = f"none of the {len(passwords)} password(s) given opens it" if passwords else "no password was given"

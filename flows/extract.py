@@ -89,7 +89,16 @@ def limit_memory(memory_mb: int) -> None:
 # Modules the default pipeline imports lazily, loaded by each worker before its memory limit is set:
 # a native library that initialises under memory pressure can spin instead of failing (OpenBLAS,
 # loaded by scipy, did: a worker at its limit hung in the import until the document timeout).
-WARM_MODULES = ("numpy", "scipy.ndimage", "PIL.Image", "PIL.ImageFilter", "pytesseract", "filetype")
+WARM_MODULES = ("numpy", "scipy.ndimage", "PIL.Image", "PIL.ImageFilter", "pytesseract", "filetype",
+                "phonenumbers", "stdnum.iban", "stdnum.luhn", "stdnum.us.ssn")
+
+
+def worker_memory_limit(settings: Settings) -> int:
+    """The worker memory limit in MB (0: none). With the transformers VLM backend the model lives in
+    the worker, so the default limit is not applied; an explicit ``worker_memory_mb`` always is."""
+    if settings.vlm_backend == "transformers" and "worker_memory_mb" not in settings.model_fields_set:
+        return 0
+    return settings.worker_memory_mb
 
 
 def _worker_init(memory_mb: int = 0) -> None:
@@ -102,8 +111,7 @@ def _worker_init(memory_mb: int = 0) -> None:
 
     pdf._pymupdf()  # MuPDF loads here, so the memory limit below is what documents get
     if memory_mb:
-        for name in WARM_MODULES + (("phonenumbers", "stdnum.iban", "stdnum.luhn", "stdnum.us.ssn")
-                                    if os.environ.get("DOCROUTE_REDACT") else ()):
+        for name in WARM_MODULES:
             try:
                 importlib.import_module(name)
             except ImportError:
@@ -240,7 +248,7 @@ def extract_folder(input: str, out: str, settings: Settings, retry_failed: bool 
     settings = with_run_budget(settings, out_path, run_id)  # the run's VLM page ledger, when capped
     try:
         if the_plan.todo:
-            with worker_pool(min(settings.workers, len(the_plan.todo)), settings.worker_memory_mb):
+            with worker_pool(min(settings.workers, len(the_plan.todo)), worker_memory_limit(settings)):
                 futures = [
                     process_document_task.submit(str(item.path), item.doc_id, settings, out, run_id)
                     for item in the_plan.todo

@@ -25,6 +25,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import socket
 import threading
 import uuid
@@ -41,6 +42,9 @@ from docroute.schemas import DocumentResult, Extraction
 from docroute.schemas.contract import DOCUMENTS, ELEMENTS, PAGES, RUNS, extraction_schema
 from docroute.schemas.registry import get_schema
 from docroute.schemas.targets import TargetSchema
+
+_OUR_TMP = re.compile(r"\..+\.\d+\.[0-9a-f]{6}\.tmp")  # what _write and _write_json leave when killed
+_PART = re.compile(r"[0-9a-f]{64}\.parquet")  # a document's part file: <doc_id>.parquet
 
 
 def new_run_id() -> str:
@@ -202,10 +206,11 @@ class ParquetSink:
             if not folder.is_dir():
                 continue
             for f in folder.iterdir():
-                if f.name.startswith(".") and f.name.endswith(".tmp"):
+                if _OUR_TMP.fullmatch(f.name):  # only the sink's own (review writes its own kind)
                     f.unlink(missing_ok=True)
                     tmp += 1
-                elif folder in part_dirs and f.suffix == ".parquet" and f.stem not in committed:
+                elif folder in part_dirs and _PART.fullmatch(f.name) and f.stem not in committed:
+                    # only <doc_id>.parquet: a reviewer's <doc_id>.vN.parquet correction is never touched
                     f.unlink(missing_ok=True)
                     orphans += 1
         return {"recovered_tmp_files": tmp, "recovered_orphan_parts": orphans}

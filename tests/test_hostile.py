@@ -267,7 +267,8 @@ def test_hostile_corpus_through_the_cli(prefect_api, tmp_path, monkeypatch):
         assert n == distinct, table
     assert not list(out.rglob("*.tmp")) and (out / ".docroute.lock").read_text() == "", "lock released"
     assert "render budget" in proc.stdout and "out of memory" in proc.stdout, "the summary names the failures"
-    print(sorted(rows("SELECT duration_ms, file_name FROM {documents}"), reverse=True)[:8])
+    for name in sorted(by_name):
+        print("HOSTILE", name, by_name[name][1], by_name[name][3], (by_name[name][2] or "")[:160])
 
 
 # --------------------------------------------------------------------------- small, in-process checks

@@ -12,8 +12,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from docroute.flows.extract import run_in_worker, worker_pool
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
@@ -86,3 +84,11 @@ def test_without_a_pool_the_same_function_runs_in_process():
     r = run_in_worker(SAMPLES / "broken_empty.pdf", "z" * 64, Settings(workers=1))
     assert r.status == "failed" and "empty" in r.error
     assert process_document(SAMPLES / "broken_empty.pdf", Settings(workers=1)).error == r.error
+
+
+def test_the_default_memory_limit_is_not_applied_where_the_vlm_lives_in_the_worker():
+    from docroute.flows.extract import worker_memory_limit
+
+    assert worker_memory_limit(Settings()) == 3072
+    assert worker_memory_limit(Settings(vlm_backend="transformers")) == 0
+    assert worker_memory_limit(Settings(vlm_backend="transformers", worker_memory_mb=20000)) == 20000
