@@ -169,6 +169,11 @@ class ParquetSink:
         ex_rows = [extraction_row(result, ex, run_id) for ex in result.extractions
                    if ex.schema_name == self.schema.schema_name]
         _write(_rows(self.extraction_arrow, ex_rows), self.extraction_dir / name)
+        # region targets from the VLM stage (table, chart, handwriting): one row per routed region
+        for other in sorted({ex.schema_name for ex in result.extractions} - {self.schema.schema_name}):
+            cls = get_schema(other)
+            rows = [extraction_row(result, ex, run_id) for ex in result.extractions if ex.schema_name == other]
+            _write(_rows(extraction_schema(cls), rows), self.out / "extractions" / cls.schema_name / name)
         _write(_rows(DOCUMENTS, [document_row(result, run_id, self.schema)]), marker)
 
     def committed(self) -> dict[str, Committed]:
