@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import duckdb
-from conftest import SAMPLES
 
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
 from docroute.pipelines.sink import ParquetSink
 from docroute.schemas import Extraction
 from docroute.schemas.targets import ChartData, Series, Table, TableCell
+
+from conftest import SAMPLES
 
 
 def test_region_targets_are_written_beside_the_main_schema(tmp_path):
