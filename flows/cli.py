@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -127,8 +128,15 @@ def review_cmd(
             typer.echo(f"{len(items)} field(s) to review written to {export / 'review.csv'} and review.jsonl, "
                        f"crops in {export / 'crops'}; fill correct_value and run --apply")
         else:
-            rows = review.apply(out, apply, schema, reviewer)
-            ft = review.export_finetune(out, rows, out / "finetune", schema)
+            from docroute.pipelines.sink import OutputLocked, output_lock
+
+            try:
+                with output_lock(out, f"review-{os.getpid()}", str(apply)):  # never beside a running run
+                    rows = review.apply(out, apply, schema, reviewer)
+                    ft = review.export_finetune(out, rows, out / "finetune", schema)
+            except OutputLocked as exc:
+                typer.secho(f"error: {exc}", fg="red", err=True)
+                raise typer.Exit(75) from exc
             typer.echo(f"{len(rows)} document(s) corrected as new row versions; fine-tuning records in {ft}")
     except (FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)

@@ -80,3 +80,20 @@ def test_bad_corrections_are_refused(sample_run, tmp_path):
     else:
         raise AssertionError("an invalid correction must be refused")
     assert not list((out / "extractions" / "invoice").glob("*.v2.parquet"))
+
+
+def test_apply_is_refused_while_a_run_holds_the_output(sample_run, prefect_api, tmp_path):
+    from conftest import cli
+
+    from docroute.pipelines.sink import output_lock
+
+    out = tmp_path / "out"
+    shutil.copytree(sample_run[0], out)
+    fix = tmp_path / "fix.csv"
+    fix.write_text("file_name,field,correct_value\ninvoice_ruled.pdf,vendor_name,Someone\n")
+    with output_lock(out, "run-holding", "x"):
+        proc = cli(["review", str(out), "--apply", str(fix)], api_url=prefect_api)
+    assert proc.returncode == 75 and "run-holding" in proc.stderr
+    assert not list((out / "extractions" / "invoice").glob("*.v2.parquet"))
+    assert cli(["review", str(out), "--apply", str(fix)], api_url=prefect_api).returncode == 0
+    assert len(list((out / "extractions" / "invoice").glob("*.v2.parquet"))) == 1
