@@ -89,13 +89,6 @@ def _page_error(exc: Exception, settings: Settings) -> str:
     return text
 
 
-def _passwords(settings: Settings) -> tuple[str, ...]:
-    if settings.password_file is None:
-        return ()
-    lines = settings.password_file.read_text(encoding="utf-8").splitlines()
-    return tuple(line.rstrip("\r") for line in lines if line.strip())
-
-
 def process_document(path: Path, settings: Settings) -> DocumentResult:
     t0 = time.perf_counter()
     base = Document(doc_id=unreadable_id(path), source_path=display_path(path), file_name=display_path(path.name),
@@ -112,7 +105,7 @@ def process_document(path: Path, settings: Settings) -> DocumentResult:
     pages: list[PageResult] = []
     page_errors: list[str] = []
     try:
-        with pdf.open_document(src.path, src.mime_type, _passwords(settings)) as doc:
+        with pdf.open_document(src.path, src.mime_type, settings.passwords()) as doc:
             document = document.model_copy(update={"n_pages": doc.page_count})
             if doc.page_count > settings.max_pages:
                 return _failed(document, f"the document has {doc.page_count} pages, over the limit of "

@@ -118,6 +118,13 @@ class Settings(BaseSettings):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value
 
+    def passwords(self) -> tuple[str, ...]:
+        """The passwords of ``password_file``, one per line (read when a document needs them)."""
+        if self.password_file is None:
+            return ()
+        lines = self.password_file.read_text(encoding="utf-8").splitlines()
+        return tuple(line.rstrip("\r") for line in lines if line.strip())
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -174,13 +174,6 @@ def plan(pages: Sequence[PageResult], schema: type[TargetSchema], layout_fields:
     return planned
 
 
-def _passwords(settings: Settings) -> tuple[str, ...]:
-    if settings.password_file is None:
-        return ()
-    lines = settings.password_file.read_text(encoding="utf-8").splitlines()
-    return tuple(line.rstrip("\r") for line in lines if line.strip())
-
-
 def _dpi(width_pt: float, height_pt: float, max_pixels: int) -> float:
     area = max(1.0, (width_pt / 72.0) * (height_pt / 72.0))
     return float(min(MAX_RENDER_DPI, max(MIN_RENDER_DPI, math.sqrt(max_pixels / area))))
@@ -193,7 +186,7 @@ def render_requests(src: SourceFile, planned: Sequence[_Planned], settings: Sett
     budget = settings.vlm.max_pixels
     cache: dict[tuple[int, float], Image.Image] = {}
     out: list[tuple[Image.Image, ...]] = []
-    with pdf.open_document(src.path, src.mime_type or "", _passwords(settings)) as doc:
+    with pdf.open_document(src.path, src.mime_type or "", settings.passwords()) as doc:
         def page_image(n: int, dpi: float) -> Image.Image:
             key = (n, round(dpi, 1))
             if key not in cache:
