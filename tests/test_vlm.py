@@ -143,7 +143,9 @@ def test_every_output_validates_with_confidence_in_range(tiny_backends, pages, f
         assert json.loads(res.raw_text, strict=False).keys() == req.schema.model_fields.keys()
         assert set(res.field_confidence) == set(req.schema.model_fields)
         assert all(0.0 <= c <= 1.0 for c in res.field_confidence.values())
-        assert res.prompt_tokens > 0 and 0 < res.output_tokens < 400 and res.model == family
+        # within the budget, or twice it after the one retry a cut-off answer gets
+        assert res.prompt_tokens > 0 and 0 < res.output_tokens <= 2 * tiny_options(family).max_new_tokens
+        assert res.model == family
         assert res.image_pixels <= len(req.images) * tiny_options(family).max_pixels
     assert results[-1].prompt_tokens > results[0].prompt_tokens  # the second page's image tokens
     assert backend.compile_count <= len(SCHEMAS)  # once per (model, schema), reused across calls
