@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from docroute.flows.inspect import inspect_command
+from docroute.flows.inspector import inspect_command
 
 app = typer.Typer(
     name="docroute",
@@ -48,6 +48,9 @@ def run(
                                                "comma-separated: email,phone,iban,card,ssn (or all)")] = None,
     reprocess_schema: Annotated[bool, typer.Option("--reprocess-schema", help="reprocess documents done under "
                                                    "an older version of the schema (kept as they are otherwise)")] = False,
+    runner: Annotated[str | None, typer.Option("--runner", help="threads (default) or dask")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="with --runner dask: the scheduler, tcp://host:8786 "
+                                                "(default: a LocalCluster of --workers processes)")] = None,
 ) -> None:
     """Extract every document under INPUT into Parquet tables under --out."""
     from rich.console import Console
@@ -61,7 +64,8 @@ def run(
 
         redact = ",".join(KINDS)
     settings = _settings(schema_name=schema, workers=workers, parser=parser, force=force or None,
-                         password_file=password_file.resolve() if password_file else None, redact=redact)
+                         password_file=password_file.resolve() if password_file else None, redact=redact,
+                         runner=runner, dask_address=address)
     console = Console(stderr=True)
     from docroute.schemas.registry import UnknownSchemaError, get_schema
 
@@ -72,6 +76,7 @@ def run(
         raise typer.Exit(2) from exc
     from docroute.flows import progress
     from docroute.flows.extract import run_extract
+    from docroute.flows.runners import RunnerError
 
     view = ProgressView(console)
     try:
@@ -84,7 +89,40 @@ def run(
     except OutputLocked as exc:  # another run holds --out: EX_TEMPFAIL, try again later
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(75) from exc
+    except RunnerError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
     print_summary(Console(), summary, out)
+
+
+@app.command("serve")
+def serve_cmd(
+    input: Annotated[str, typer.Argument(help="a folder (recursive), a glob pattern, or one file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for the Parquet tables")] = Path("out"),
+    cron: Annotated[str | None, typer.Option("--cron", help="run on this schedule, e.g. '0 2 * * *' (02:00 daily)")] = None,
+    interval: Annotated[float | None, typer.Option("--interval", help="...or every this many seconds")] = None,
+    timezone: Annotated[str, typer.Option("--timezone", help="time zone of --cron (IANA name)")] = "UTC",
+    name: Annotated[str, typer.Option("--name", help="deployment name (one per input/output pair)")] = "docroute",
+    schema: Annotated[str | None, typer.Option("--schema", help="target schema: invoice or module:Class")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="parallel documents per tick")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="each tick also retries documents that failed")] = False,
+    runner: Annotated[str | None, typer.Option("--runner", help="threads (default) or dask")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="with --runner dask: the scheduler, tcp://host:8786")] = None,
+) -> None:
+    """Serve the extract flow on a schedule: each tick processes the documents new under INPUT."""
+    from docroute.flows.runners import RunnerError
+    from docroute.flows.serve import ServeError, schedule, serve
+    from docroute.schemas.registry import UnknownSchemaError, get_schema
+
+    settings = _settings(schema_name=schema, workers=workers, runner=runner, dask_address=address)
+    try:
+        get_schema(settings.schema_name)
+        the_schedule = schedule(cron, interval, timezone)
+        serve(input, out, settings, the_schedule, name=name, retry_failed=retry_failed,
+              echo=lambda msg: typer.echo(msg, err=True))
+    except (ServeError, RunnerError, UnknownSchemaError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("eval")
@@ -162,7 +200,7 @@ def schema_cmd(
         typer.echo(f"  {f.name}: {f.type}")
 
 
-app.command("inspect")(inspect_command)  # docroute inspect FILE [--page N] [--out PNG] (flows/inspect.py)
+app.command("inspect")(inspect_command)  # docroute inspect FILE [--page N] [--out PNG] (flows/inspector.py)
 
 
 def main() -> None:

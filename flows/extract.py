@@ -1,182 +1,70 @@
-"""The Prefect flow ``extract_folder``: one task per document, work done in worker processes.
+"""The Prefect flow ``extract_folder``: one task per document.
 
-Tasks run on a thread pool (``--workers`` wide); each hands its document to a pool of worker
-processes (pebble) so that PyMuPDF and tesseract run truly in parallel and a document that crashes,
-hangs (``document_timeout_s``) or balloons its worker (``worker_memory_mb``, an RLIMIT_DATA set in
-each worker and inherited by tesseract) becomes a ``failed`` row with the reason (the worker is
-replaced) instead of taking the run down. Prefect retries a task only for transient infrastructure
-errors, never for a bad document.
+Where the tasks run is the task runner's business (flows/runners.py): threads of this process by
+default, or the worker processes of a Dask cluster. Either way each document is parsed in a worker
+process of its own pool (flows/isolation.py), so a document that crashes, hangs or balloons becomes a
+``failed`` row with the reason; a task that fails as a whole (a Dask worker lost, say) becomes one
+too, written by the flow. Prefect retries a task only for transient infrastructure errors, never for
+a bad document. Progress events are emitted by the flow as tasks complete, wherever they ran.
 
 A run holds the output folder's lock (``sink.output_lock``) from before planning to the end, first
 cleans up what a killed run left (``ParquetSink.recover``), and keeps a manifest with a commit
-journal (``sink.RunManifest``).
+journal (``sink.RunManifest``), written by the flow as tasks complete, in which each document names the
+host and process that did it.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import platform
-import threading
+import socket
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from docroute.flows import prefect_env
 
 prefect_env.apply()
 
 import pyarrow as pa  # noqa: E402
-from pebble import ProcessExpired, ProcessPool  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from prefect.futures import as_completed  # noqa: E402
 
 from docroute import PIPELINE_VERSION  # noqa: E402
 from docroute.flows import progress  # noqa: E402
 from docroute.flows.html_report import write_run_report  # noqa: E402
+from docroute.flows.isolation import failed_result, run_in_worker, worker_memory_limit, worker_pool  # noqa: E402
+from docroute.flows.runners import prefect_api_for, task_runner  # noqa: E402
 from docroute.pipelines.batch import RunTotals, document_summary, plan  # noqa: E402
 from docroute.pipelines.budget import with_run_budget  # noqa: E402
 from docroute.pipelines.ingest import display_path  # noqa: E402
-from docroute.pipelines.process import process_document  # noqa: E402
-from docroute.pipelines.settings import Settings  # noqa: E402
+from docroute.pipelines.settings import Settings, load_settings  # noqa: E402
 from docroute.pipelines.sink import ParquetSink, RunManifest, new_run_id, output_lock  # noqa: E402
-from docroute.schemas import Document, DocumentResult  # noqa: E402
+from docroute.schemas import DocumentResult  # noqa: E402
 from docroute.schemas.contract import CONTRACT_VERSION  # noqa: E402
 
-_pool_lock = threading.Lock()
-_pool: ProcessPool | None = None
-_manifests: dict[str, RunManifest] = {}  # run_id -> manifest of the run going on in this process
+_held: dict[str, str] = {}  # output folder -> the run_id whose lock this process holds
 TRANSIENT = (BrokenPipeError, ConnectionError, InterruptedError, BlockingIOError)
 
 
-def _data_segment_bytes() -> int:
-    """What this process has mapped that RLIMIT_DATA counts (VmData), 0 where /proc is missing."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmData:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def limit_memory(memory_mb: int) -> None:
-    """Let this process allocate at most ``memory_mb`` more of data segment than it holds now.
-
-    RLIMIT_DATA (heap and private writable maps: what a parse allocates) rather than RLIMIT_AS, so
-    address space that is only reserved (a GPU driver's) does not count. It is set above what the
-    worker already holds after loading its engines, because some of that is reserved, not used
-    (pyarrow's allocator maps a 1 GB arena up front). Past the limit malloc fails: Python raises
-    MemoryError, MuPDF an error, tesseract (a child, which inherits the limit) exits; each becomes a
-    failed page or row.
-    """
-    if not memory_mb:
-        return
-    import resource
-
-    _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    limit = _data_segment_bytes() + memory_mb * 1024 * 1024
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
-
-
-# Modules the default pipeline imports lazily, loaded by each worker before its memory limit is set:
-# a native library that initialises under memory pressure can spin instead of failing (OpenBLAS,
-# loaded by scipy, did: a worker at its limit hung in the import until the document timeout).
-WARM_MODULES = ("numpy", "scipy.ndimage", "PIL.Image", "PIL.ImageFilter", "pytesseract", "filetype",
-                "phonenumbers", "stdnum.iban", "stdnum.luhn", "stdnum.us.ssn")
-
-
-def worker_memory_limit(settings: Settings) -> int:
-    """The worker memory limit in MB (0: none). With the transformers VLM backend the model lives in
-    the worker, so the default limit is not applied; an explicit ``worker_memory_mb`` always is."""
-    if settings.vlm_backend == "transformers" and "worker_memory_mb" not in settings.model_fields_set:
-        return 0
-    return settings.worker_memory_mb
-
-
-def _worker_init(memory_mb: int = 0) -> None:
-    import importlib
-
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # documents run in parallel processes already
-    prefect_env.apply()
-    import docroute.pipelines.process  # noqa: F401  (engines load once per worker, not per document)
-    from docroute.extractors import pdf
-
-    pdf._pymupdf()  # MuPDF loads here, so the memory limit below is what documents get
-    if memory_mb:
-        for name in WARM_MODULES:
-            try:
-                importlib.import_module(name)
-            except ImportError:
-                pass
-    limit_memory(memory_mb)
-
-
 @contextmanager
-def worker_pool(workers: int, memory_mb: int = 0):
-    global _pool
-    pool = ProcessPool(
-        max_workers=workers, max_tasks=200, initializer=_worker_init, initargs=(memory_mb,),
-        context=multiprocessing.get_context("forkserver"),
-    )
-    with _pool_lock:
-        _pool = pool
-    try:
-        yield pool
-    finally:
-        with _pool_lock:
-            _pool = None
-        pool.close()
-        pool.join(timeout=30)
-        pool.stop()
-
-
-def _failed_result(path: Path, doc_id: str, error: str) -> DocumentResult:
-    try:
-        size = path.stat().st_size
-    except OSError:
-        size = 0
-    return DocumentResult(
-        document=Document(doc_id=doc_id, source_path=display_path(path), file_name=display_path(path.name),
-                          mime_type="application/octet-stream", size_bytes=size, n_pages=0),
-        status="failed", error=error, processed_at=datetime.now(UTC), pipeline_version=PIPELINE_VERSION,
-    )
-
-
-def _memory_note(settings: Settings) -> str:
-    if settings.worker_memory_mb:
-        return f"over the worker memory limit of {settings.worker_memory_mb} MB (DOCROUTE_WORKER_MEMORY_MB)"
-    return "out of memory"
-
-
-def run_in_worker(path: Path, doc_id: str, settings: Settings, fn=process_document) -> DocumentResult:
-    """Process one document in a worker process, turning timeouts and worker deaths into failed rows.
-
-    ``fn(path, settings) -> DocumentResult`` is ``process_document``; tests pass misbehaving ones.
-    """
-    pool = _pool
-    if pool is None:  # called outside a flow run (tests, library use): run in this process
-        return fn(path, settings)
-    future = pool.schedule(fn, args=(path, settings), timeout=settings.document_timeout_s)
-    try:
-        return future.result()
-    except FutureTimeout:
-        return _failed_result(path, doc_id, f"timed out after {settings.document_timeout_s:.0f} s "
-                                            "(raise DOCROUTE_DOCUMENT_TIMEOUT_S for very large documents)")
-    except ProcessExpired as exc:
-        return _failed_result(path, doc_id, f"the worker process died while parsing (exit code {exc.exitcode}); "
-                                            f"the file may be malformed or need more memory ({_memory_note(settings)}?)")
-    except MemoryError:
-        return _failed_result(path, doc_id, f"the document needs more memory than allowed: {_memory_note(settings)}")
-    except Exception as exc:  # a bug or an engine error that escaped process_document: this file only
-        return _failed_result(path, doc_id, f"internal error while processing: {type(exc).__name__}: {exc}")
+def _run_lock(out: Path, run_id: str, input_spec: str):
+    """Hold ``out``'s lock for ``run_id``, unless this process already does (``run_extract`` takes it
+    before the flow starts so that a busy folder fails fast; a deployment run takes it here)."""
+    key = str(Path(out).resolve())
+    if _held.get(key) == run_id:
+        yield
+        return
+    with output_lock(Path(out), run_id, input_spec):
+        _held[key] = run_id
+        try:
+            yield
+        finally:
+            _held.pop(key, None)
 
 
 def _transient(task, task_run, state) -> bool:
@@ -189,24 +77,25 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-@task(name="process-document", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
-      cache_policy=NO_CACHE, log_prints=False)
-def process_document_task(path: str, doc_id: str, settings: Settings, out: str, run_id: str) -> dict:
-    result = run_in_worker(Path(path), doc_id, settings)
-    sink = ParquetSink(Path(out), settings.schema_name)
+def _commit(path: Path, result: DocumentResult, out: str, run_id: str, schema_name: str) -> dict:
+    """Write one document's rows and return its summary (the flow journals it as the task completes)."""
+    sink = ParquetSink(Path(out), schema_name)
     try:
         sink.write(result, run_id)
     except (pa.ArrowException, UnicodeError, ValueError, TypeError, OverflowError) as exc:
         # rows the contract cannot hold (a value out of range, text that is not UTF-8): keep the document
         # as a failed row with the reason rather than losing it or stopping the run
-        result = _failed_result(Path(path), doc_id, f"its rows could not be written: {type(exc).__name__}: {exc}")
+        result = failed_result(path, result.document.doc_id,
+                               f"its rows could not be written: {type(exc).__name__}: {exc}")
         sink.write(result, run_id)
-    manifest = _manifests.get(run_id)
-    if manifest is not None:
-        manifest.commit(result.document.doc_id, result.status)
-    summary = document_summary(result)
-    progress.emit({"event": "document", **summary})
-    return summary
+    return document_summary(result) | {"worker": f"{socket.gethostname()}:{os.getpid()}"}
+
+
+@task(name="process-document", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
+      cache_policy=NO_CACHE, log_prints=False)
+def process_document_task(path: str, doc_id: str, settings: Settings, out: str, run_id: str) -> dict:
+    result = run_in_worker(Path(path), doc_id, settings)
+    return _commit(Path(path), result, out, run_id, settings.schema_name)
 
 
 def _versions() -> dict[str, str]:
@@ -219,13 +108,32 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _as_settings(settings: Settings | dict[str, Any] | None) -> Settings:
+    """Settings as given (a direct call), or rebuilt from a deployment's JSON parameter: the values
+    recorded when it was deployed win, this machine's TOML and DOCROUTE_* environment fill the rest."""
+    if isinstance(settings, Settings):
+        return settings
+    return load_settings(**(settings or {}))
+
+
 @flow(name="extract_folder", log_prints=False, validate_parameters=False)
-def extract_folder(input: str, out: str, settings: Settings, retry_failed: bool = False,
-                   reprocess_schema: bool = False, run_id: str | None = None) -> dict:
-    """Plan, process and commit; call through :func:`run_extract`, which holds the output lock."""
+def extract_folder(input: str, out: str, settings: Settings | dict[str, Any] | None = None,
+                   retry_failed: bool = False, reprocess_schema: bool = False, run_id: str | None = None) -> dict:
+    """Plan, process and commit every document under ``input`` into ``out``.
+
+    Call it through :func:`run_extract` (which picks the task runner and holds the output lock) or
+    as a deployment (``docroute serve``), whose ``settings`` arrive as JSON.
+    """
+    settings = _as_settings(settings)
+    run_id = run_id or new_run_id()
+    with _run_lock(Path(out), run_id, input):
+        return _extract(input, out, settings, retry_failed, reprocess_schema, run_id)
+
+
+def _extract(input: str, out: str, settings: Settings, retry_failed: bool, reprocess_schema: bool,
+             run_id: str) -> dict:
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    run_id = run_id or new_run_id()
     out_path = Path(out)
     sink = ParquetSink(out_path, settings.schema_name)
     recovered = sink.recover()
@@ -235,28 +143,31 @@ def extract_folder(input: str, out: str, settings: Settings, retry_failed: bool 
                     schema_version=sink.schema.schema_version, reprocess_schema=reprocess_schema,
                     exclude=(out_path,))
     manifest = RunManifest(out_path, run_id)
-    manifest.start(started_at=started, input=input, output=str(out_path.resolve()),
+    manifest.start(started_at=started, input=input, output=str(out_path.resolve()), runner=settings.runner,
                    schema=f"{sink.schema.schema_name}@{sink.schema.schema_version}", discovered=the_plan.discovered,
                    planned=[{"doc_id": i.doc_id, "path": display_path(i.path)} for i in the_plan.todo],
                    skipped=len(the_plan.skipped), stale_schema=len(the_plan.stale_schema),
                    duplicates=len(the_plan.duplicates), resumes=[r["run_id"] for r in interrupted], recovered=recovered)
-    _manifests[run_id] = manifest
     progress.emit({"event": "planned", "todo": len(the_plan.todo), "skipped": len(the_plan.skipped),
                    "duplicates": len(the_plan.duplicates), "run_id": run_id})
     totals = RunTotals(skipped=len(the_plan.skipped), duplicates=len(the_plan.duplicates),
                        stale_schema=len(the_plan.stale_schema))
     settings = with_run_budget(settings, out_path, run_id)  # the run's VLM page ledger, when capped
-    try:
-        if the_plan.todo:
-            with worker_pool(min(settings.workers, len(the_plan.todo)), worker_memory_limit(settings)):
-                futures = [
-                    process_document_task.submit(str(item.path), item.doc_id, settings, out, run_id)
-                    for item in the_plan.todo
-                ]
-                for fut in futures:
-                    totals.add(fut.result())
-    finally:
-        _manifests.pop(run_id, None)
+    if the_plan.todo:
+        with _local_pool(settings, len(the_plan.todo)):
+            submitted = {process_document_task.submit(str(item.path), item.doc_id, settings, out, run_id): item
+                         for item in the_plan.todo}
+            for fut in as_completed(list(submitted)):
+                try:
+                    summary = fut.result()
+                except Exception as exc:  # the task as a whole failed (a lost Dask worker): a failed row
+                    item = submitted[fut]
+                    result = failed_result(item.path, item.doc_id, f"its task failed on the {settings.runner} runner "
+                                           f"({type(exc).__name__}: {exc}); rerun with --retry-failed")
+                    summary = _commit(item.path, result, out, run_id, settings.schema_name)
+                manifest.commit(summary["doc_id"], summary["status"], worker=summary["worker"])
+                totals.add(summary)
+                progress.emit({"event": "document", **summary})
     elapsed = time.perf_counter() - t0
     run = {
         "run_id": run_id, "started_at": started, "finished_at": datetime.now(UTC), "input": input,
@@ -272,14 +183,25 @@ def extract_folder(input: str, out: str, settings: Settings, retry_failed: bool 
             "schema_version": sink.schema.schema_version}
 
 
+@contextmanager
+def _local_pool(settings: Settings, n_documents: int):
+    """The run's worker-process pool when tasks run in this process; Dask workers open their own."""
+    if settings.runner != "threads":
+        yield
+        return
+    with worker_pool(min(settings.workers, n_documents), worker_memory_limit(settings)):
+        yield
+
+
 def run_extract(input: str, out: str, settings: Settings, retry_failed: bool = False,
                 reprocess_schema: bool = False) -> dict:
-    """Run the flow with a thread pool as wide as ``settings.workers``, holding the output lock.
+    """Run the flow on ``settings.runner``, holding the output lock.
 
-    Raises ``sink.OutputLocked`` (before any Prefect flow run starts) when another run holds ``out``.
+    Raises ``sink.OutputLocked`` (before any Prefect flow run starts) when another run holds ``out``,
+    and ``runners.RunnerError`` when the runner cannot work as configured.
     """
     run_id = new_run_id()
-    with output_lock(Path(out), run_id, input):
-        runner = ThreadPoolTaskRunner(max_workers=settings.workers)
+    with _run_lock(Path(out), run_id, input), prefect_api_for(settings):
+        runner = task_runner(settings)
         return extract_folder.with_options(task_runner=runner)(input, out, settings, retry_failed,
                                                                reprocess_schema, run_id)

@@ -327,8 +327,8 @@ class RunManifest:
                      **info}
         _write_json(self.data, self.path)
 
-    def commit(self, doc_id: str, status: str) -> None:
-        line = json.dumps({"doc_id": doc_id, "status": status, "at": datetime.now(UTC).isoformat()}) + "\n"
+    def commit(self, doc_id: str, status: str, **info) -> None:
+        line = json.dumps({"doc_id": doc_id, "status": status, "at": datetime.now(UTC).isoformat(), **info}) + "\n"
         with self._lock, open(self.journal, "a", encoding="utf-8") as fh:
             fh.write(line)
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_hostile import _encrypted, _one_page, raw_pdf
 
-from docroute.flows.extract import run_in_worker, worker_pool
+from docroute.flows.isolation import run_in_worker, worker_pool
 from docroute.pipelines.ingest import ingest
 from docroute.pipelines.settings import Settings
 from docroute.pipelines.sink import ParquetSink

@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from docroute.flows.extract import run_in_worker, worker_pool
+from docroute.flows.isolation import run_in_worker, worker_pool
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
 

@@ -7,7 +7,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from docroute.flows.cli import app
-from docroute.flows.inspect import HEADER_PX, ROUTED, inspect_file
+from docroute.flows.inspector import HEADER_PX, ROUTED, inspect_file
 from docroute.pipelines.settings import Settings
 
 from conftest import SAMPLES
