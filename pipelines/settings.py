@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -79,7 +79,14 @@ class Settings(BaseSettings):
         "auto", description="PyMuPDF's offline layout model: 'auto' runs it only on pages with large pictures "
         "or heavy vector graphics and no ruled table (it costs 0.3-0.9 s a page)",
     )
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,
+                         description="documents in parallel; with runner 'dask' and no address, the LocalCluster's worker processes")
+    runner: Literal["threads", "dask"] = Field(
+        "threads", description="where document tasks run: 'threads' (local worker processes) or 'dask' (prefect-dask: "
+        "a LocalCluster of `workers` processes, or the cluster at dask_address)",
+    )
+    dask_address: str | None = Field(None, description="runner 'dask': the scheduler to use (tcp://host:8786); "
+                                     "None starts a LocalCluster for the run")
     force: bool = Field(False, description="reprocess documents already done")
     ocr_languages: tuple[str, ...] = ("eng",)
     ocr_timeout_s: float = Field(120.0, gt=0)
@@ -117,6 +124,12 @@ class Settings(BaseSettings):
                 return tuple(json.loads(value))
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> Settings:
+        if self.dask_address and self.runner != "dask":
+            raise ValueError("dask_address is set but runner is 'threads': use runner 'dask' (--runner dask)")
+        return self
 
     def passwords(self) -> tuple[str, ...]:
         """The passwords of ``password_file``, one per line (read when a document needs them)."""

@@ -44,9 +44,10 @@ def prefect_api():
         yield PREFECT_API_URL.value()
 
 
-def cli(args: list[str], *, api_url: str, cwd: Path | None = None, timeout: float = 600, **popen):
+def cli(args: list[str], *, api_url: str, cwd: Path | None = None, timeout: float = 600,
+        extra_env: dict[str, str] | None = None, **popen):
     """Run the real console script in a subprocess against the session's Prefect server."""
-    env = os.environ | {"PREFECT_API_URL": api_url, "COLUMNS": "200"}
+    env = os.environ | {"PREFECT_API_URL": api_url, "COLUMNS": "200"} | (extra_env or {})
     cmd = [str(Path(sys.executable).with_name("docroute")), *args]
     if popen:
         return subprocess.Popen(cmd, env=env, cwd=cwd, **popen)
