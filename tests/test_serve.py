@@ -4,7 +4,8 @@ One test runs the default set-up end to end: no PREFECT_API_URL, so serve starts
 server with its scheduler; the schedule ticks every few seconds; each tick processes only the files
 that are new, each document is committed exactly once over all ticks, and SIGTERM stops serving,
 pauses the schedule and stops the server it started. The other serves a cron schedule against the
-session's server, checks the deployment the server holds, and runs it as the scheduler would.
+session's server, checks the deployment the server holds, and runs it as the scheduler would. The
+last deploys ``deploy/prefect.yaml`` to a process work pool and has a Prefect worker run it.
 """
 
 from __future__ import annotations
@@ -138,3 +139,38 @@ def test_cron_deployment_is_registered_and_runs_as_the_scheduler_would(prefect_a
     assert proc.returncode == 0, output
     with get_client(sync_client=True) as client:
         assert client.read_deployment_by_name("extract_folder/nightly").paused, "paused on stop"
+
+
+def test_prefect_yaml_deploys_to_a_process_work_pool_that_a_worker_runs(prefect_api, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from conftest import REPO
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "invoice_ruled.pdf", folder / "invoice_ruled.pdf")
+    out = tmp_path / "out"
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    env = os.environ | {"PREFECT_API_URL": prefect_api, "DEPLOY_DOCROUTE_HOME": str(REPO), "DEPLOY_INBOX": str(folder),
+                        "DEPLOY_OUT": str(out), "DOCROUTE_WORKERS": "1"}
+
+    def prefect_cli(*args: str, timeout: float = 180, cwd: Path = REPO) -> str:
+        proc = subprocess.run([prefect, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    prefect_cli("work-pool", "create", "docs", "--type", "process")
+    prefect_cli("--no-prompt", "deploy", "--prefect-file", "deploy/prefect.yaml", "--all")
+    with get_client(sync_client=True) as client:
+        dep = client.read_deployment_by_name("extract_folder/nightly")
+    assert dep.work_pool_name == "docs" and dep.schedules[0].schedule.cron == "0 2 * * *"
+    assert dep.parameters == {"input": str(folder), "out": str(out), "settings": {}}
+    assert dep.global_concurrency_limit.limit == 1
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run_from_deployment(dep.id)
+    log = prefect_cli("worker", "start", "--pool", "docs", "--run-once", timeout=300, cwd=tmp_path)
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(flow_run.id).state
+    assert state.is_completed(), f"{state}: {log}"
+    assert read_tables(out)["documents"]["status"].tolist() == ["ok"]
