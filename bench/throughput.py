@@ -11,7 +11,10 @@ docroute does not deduplicate it) and runs, each in its own process tree with th
 
 Peak RSS is the largest sum of RSS over the process tree, sampled every 50 ms.
 
-    python bench/throughput.py [--pages 40] [--workers 2] [--only digital|scanned]
+With ``--dask`` docroute also runs with ``--runner dask`` (a LocalCluster of the same worker count,
+started for the run) beside the thread runner, on the same files.
+
+    python bench/throughput.py [--pages 40] [--workers 2] [--only digital|scanned] [--dask]
 """
 
 from __future__ import annotations
@@ -114,9 +117,10 @@ def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]
     return wall, peak / 2**20, text
 
 
-def run_docroute(corpus: Path, out: Path, workers: int) -> dict:
+def run_docroute(corpus: Path, out: Path, workers: int, runner: str = "threads") -> dict:
     docroute = str(Path(sys.executable).with_name("docroute"))
-    wall, rss, _ = measure([docroute, "run", str(corpus), "--out", str(out), "--workers", str(workers)])
+    wall, rss, _ = measure([docroute, "run", str(corpus), "--out", str(out), "--workers", str(workers),
+                            "--runner", runner])
     import pyarrow.parquet as pq
 
     runs = pq.read_table(out / "runs").to_pylist()[-1]
@@ -131,6 +135,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--only", choices=sorted(CORPORA))
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--dask", action="store_true", help="also run docroute with --runner dask")
     args = ap.parse_args()
     kinds = [args.only] if args.only else list(CORPORA)
     rows = []
@@ -141,14 +146,17 @@ def main() -> None:
             names = [str(f) for f in files]
             floor_wall, floor_rss, _ = measure([sys.executable, "-c", FLOOR, str(args.workers), *names])
             uns_wall, uns_rss, _ = measure([sys.executable, "-c", UNSTRUCTURED, str(args.workers), *names])
-            d = run_docroute(work / kind, work / f"out-{kind}", args.workers)
-            assert d["pages"] == pages, (d["pages"], pages)
-            for engine, wall, rss in (
+            measured = [
                 ("floor (PyMuPDF" + (" + tesseract)" if kind == "scanned" else " text)"), floor_wall, floor_rss),
                 ("unstructured " + ("ocr_only" if kind == "scanned" else "fast"), uns_wall, uns_rss),
-                ("docroute run (wall, incl. Prefect start)", d["wall"], d["rss"]),
-                ("docroute flow (processing only)", d["flow"], d["rss"]),
-            ):
+            ]
+            for runner in ("threads", "dask") if args.dask else ("threads",):
+                d = run_docroute(work / kind, work / f"out-{kind}-{runner}", args.workers, runner)
+                assert d["pages"] == pages, (d["pages"], pages)
+                label = "" if runner == "threads" else " --runner dask"
+                measured += [(f"docroute run{label} (wall, incl. Prefect start)", d["wall"], d["rss"]),
+                             (f"docroute flow{label} (processing only)", d["flow"], d["rss"])]
+            for engine, wall, rss in measured:
                 rows.append({"corpus": kind, "engine": engine, "pages": pages, "seconds": round(wall, 2),
                              "pages_per_s": round(pages / wall, 2), "peak_rss_mib": round(rss),
                              "x_floor_time": round(wall / floor_wall, 2)})

@@ -38,7 +38,7 @@ from docroute import PIPELINE_VERSION  # noqa: E402
 from docroute.flows import progress  # noqa: E402
 from docroute.flows.html_report import write_run_report  # noqa: E402
 from docroute.flows.isolation import failed_result, run_in_worker, worker_memory_limit, worker_pool  # noqa: E402
-from docroute.flows.runners import prefect_api_for, task_runner  # noqa: E402
+from docroute.flows.runners import RunnerError, prefect_api_for, task_runner  # noqa: E402
 from docroute.pipelines.batch import RunTotals, document_summary, plan  # noqa: E402
 from docroute.pipelines.budget import with_run_budget  # noqa: E402
 from docroute.pipelines.ingest import display_path  # noqa: E402
@@ -125,6 +125,10 @@ def extract_folder(input: str, out: str, settings: Settings | dict[str, Any] | N
     as a deployment (``docroute serve``), whose ``settings`` arrive as JSON.
     """
     settings = _as_settings(settings)
+    if settings.runner == "dask" and _on_threads():
+        # a deployment made outside docroute (a prefect.yaml) runs on Prefect's default thread runner
+        raise RunnerError("settings say runner 'dask' but this flow run's tasks run on threads: a deployment "
+                          "gets the Dask runner from `docroute serve --runner dask`, not from its settings")
     run_id = run_id or new_run_id()
     with _run_lock(Path(out), run_id, input):
         return _extract(input, out, settings, retry_failed, reprocess_schema, run_id)
@@ -183,10 +187,19 @@ def _extract(input: str, out: str, settings: Settings, retry_failed: bool, repro
             "schema_version": sink.schema.schema_version}
 
 
+def _on_threads() -> bool:
+    """Whether this flow run's tasks run on threads of this process (decided by its actual runner)."""
+    from prefect.context import FlowRunContext
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    ctx = FlowRunContext.get()
+    return ctx is None or isinstance(ctx.task_runner, ThreadPoolTaskRunner)
+
+
 @contextmanager
 def _local_pool(settings: Settings, n_documents: int):
     """The run's worker-process pool when tasks run in this process; Dask workers open their own."""
-    if settings.runner != "threads":
+    if not _on_threads():
         yield
         return
     with worker_pool(min(settings.workers, n_documents), worker_memory_limit(settings)):

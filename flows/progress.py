@@ -1,7 +1,8 @@
-"""A small event channel from the flow's tasks to whoever shows progress (the CLI).
+"""A small event channel from the flow to whoever shows progress (the CLI).
 
-Tasks run in threads of the flow's process, so a process-wide listener is enough; with no listener
-events are dropped.
+The flow emits as its tasks complete, wherever they ran (threads here, Dask workers elsewhere), so a
+process-wide listener in the flow's process is enough; with no listener (a served deployment) events
+are dropped and the run row, manifest and HTML report tell what happened.
 """
 
 from __future__ import annotations

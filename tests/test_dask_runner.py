@@ -148,3 +148,16 @@ def test_without_a_configured_api_the_run_starts_one_its_workers_share(tmp_path)
     assert set(read_tables(out)["documents"]["status"]) == {"ok"}
     db = tmp_path / "ph" / "prefect.db"
     assert db.exists(), "the run's Prefect server kept its records in this PREFECT_HOME"
+
+
+def test_settings_asking_for_dask_in_a_flow_run_on_threads_are_refused_before_anything_is_written(
+        prefect_api, tmp_path):
+    """A prefect.yaml deployment runs the flow on Prefect's default thread runner: settings saying
+    runner 'dask' there must not silently run on threads without the worker pool."""
+    from docroute.flows.extract import extract_folder
+    from docroute.flows.runners import RunnerError
+
+    out = tmp_path / "out"
+    with pytest.raises(RunnerError, match="runner 'dask'"):
+        extract_folder(str(SAMPLES / "invoice_ruled.pdf"), str(out), {"runner": "dask"})
+    assert not (out / "_manifests").exists()
