@@ -38,7 +38,7 @@ from docroute import PIPELINE_VERSION  # noqa: E402
 from docroute.flows import progress  # noqa: E402
 from docroute.flows.html_report import write_run_report  # noqa: E402
 from docroute.flows.isolation import failed_result, run_in_worker, worker_memory_limit, worker_pool  # noqa: E402
-from docroute.flows.runners import RunnerError, prefect_api_for, task_runner  # noqa: E402
+from docroute.flows.runners import prefect_api_for, task_runner  # noqa: E402
 from docroute.pipelines.batch import RunTotals, document_summary, plan  # noqa: E402
 from docroute.pipelines.budget import with_run_budget  # noqa: E402
 from docroute.pipelines.ingest import display_path  # noqa: E402
@@ -122,14 +122,17 @@ def extract_folder(input: str, out: str, settings: Settings | dict[str, Any] | N
     """Plan, process and commit every document under ``input`` into ``out``.
 
     Call it through :func:`run_extract` (which picks the task runner and holds the output lock) or
-    as a deployment (``docroute serve``), whose ``settings`` arrive as JSON.
+    as a deployment (``docroute serve``, a prefect.yaml), whose ``settings`` arrive as JSON; a
+    deployment run whose settings ask for ``runner = "dask"`` does its work in a subflow on Dask.
     """
     settings = _as_settings(settings)
-    if settings.runner == "dask" and _on_threads():
-        # a deployment made outside docroute (a prefect.yaml) runs on Prefect's default thread runner
-        raise RunnerError("settings say runner 'dask' but this flow run's tasks run on threads: a deployment "
-                          "gets the Dask runner from `docroute serve --runner dask`, not from its settings")
     run_id = run_id or new_run_id()
+    if settings.runner == "dask" and _on_threads():
+        # a deployment run (served, or from a prefect.yaml) starts on Prefect's default thread runner:
+        # the work runs in a subflow with the Dask runner the settings ask for
+        with prefect_api_for(settings):
+            return extract_folder.with_options(task_runner=task_runner(settings))(
+                input, out, settings, retry_failed, reprocess_schema, run_id)
     with _run_lock(Path(out), run_id, input):
         return _extract(input, out, settings, retry_failed, reprocess_schema, run_id)
 

@@ -121,10 +121,10 @@ def deployment(input_spec: str, out: Path, settings: Settings, the_schedule, *, 
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
     from docroute.flows.extract import extract_folder
-    from docroute.flows.runners import task_runner
 
-    flow = extract_folder.with_options(task_runner=task_runner(settings))
-    return flow.to_deployment(
+    # the flow picks its task runner from the settings at each run (a served run is started afresh,
+    # with Prefect's default runner): see extract_folder
+    return extract_folder.to_deployment(
         name=name,
         schedules=[the_schedule],
         parameters={"input": absolute_input(input_spec), "out": str(out.resolve()),

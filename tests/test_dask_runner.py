@@ -150,14 +150,21 @@ def test_without_a_configured_api_the_run_starts_one_its_workers_share(tmp_path)
     assert db.exists(), "the run's Prefect server kept its records in this PREFECT_HOME"
 
 
-def test_settings_asking_for_dask_in_a_flow_run_on_threads_are_refused_before_anything_is_written(
-        prefect_api, tmp_path):
-    """A prefect.yaml deployment runs the flow on Prefect's default thread runner: settings saying
-    runner 'dask' there must not silently run on threads without the worker pool."""
-    from docroute.flows.extract import extract_folder
-    from docroute.flows.runners import RunnerError
+def test_a_flow_run_on_threads_whose_settings_ask_for_dask_does_its_work_on_dask(prefect_api, tmp_path):
+    """A deployment run (served, or from a prefect.yaml) starts on Prefect's default thread runner: with
+    settings ``{"runner": "dask"}`` its documents must still go to Dask workers."""
+    import os
 
+    from docroute.flows.extract import extract_folder
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("invoice_ruled.pdf", "invoice_unruled.pdf"):
+        shutil.copy(SAMPLES / name, folder / name)
     out = tmp_path / "out"
-    with pytest.raises(RunnerError, match="runner 'dask'"):
-        extract_folder(str(SAMPLES / "invoice_ruled.pdf"), str(out), {"runner": "dask"})
-    assert not (out / "_manifests").exists()
+    result = extract_folder(str(folder), str(out), {"runner": "dask", "workers": 2})
+    assert result["totals"].ok == 2
+    workers = {r["worker"] for r in _journal(out)}
+    assert workers and not any(w.endswith(f":{os.getpid()}") for w in workers), workers
+    manifest = json.loads((out / "_manifests" / f"{result['run_id']}.json").read_text())
+    assert manifest["runner"] == "dask"

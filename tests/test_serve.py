@@ -4,7 +4,8 @@ One test runs the default set-up end to end: no PREFECT_API_URL, so serve starts
 server with its scheduler; the schedule ticks every few seconds; each tick processes only the files
 that are new, each document is committed exactly once over all ticks, and SIGTERM stops serving,
 pauses the schedule and stops the server it started. The other serves a cron schedule against the
-session's server, checks the deployment the server holds, and runs it as the scheduler would. The
+session's server on the Dask runner, checks the deployment the server holds, and runs it as the
+scheduler would. The
 last deploys ``deploy/prefect.yaml`` to a process work pool and has a Prefect worker run it.
 """
 
@@ -98,7 +99,7 @@ def test_interval_ticks_process_only_new_files_on_a_server_serve_starts(tmp_path
     assert any(c["documents"] == 0 and c["skipped"] == 3 for c in counts.values())
 
 
-def test_cron_deployment_is_registered_and_runs_as_the_scheduler_would(prefect_api, tmp_path):
+def test_cron_deployment_on_dask_is_registered_and_runs_as_the_scheduler_would(prefect_api, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
@@ -109,7 +110,8 @@ def test_cron_deployment_is_registered_and_runs_as_the_scheduler_would(prefect_a
     env = os.environ | {"PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "2",
                         "DOCROUTE_WORKERS": "1"}
     proc = subprocess.Popen([DOCROUTE, "serve", str(folder), "--out", str(out), "--cron", "0 2 * * *",
-                             "--timezone", "Europe/Berlin", "--name", "nightly", "--schema", "invoice"],
+                             "--timezone", "Europe/Berlin", "--name", "nightly", "--schema", "invoice",
+                             "--runner", "dask"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         def registered():
@@ -124,13 +126,17 @@ def test_cron_deployment_is_registered_and_runs_as_the_scheduler_would(prefect_a
         (sched,) = dep.schedules
         assert sched.schedule.cron == "0 2 * * *" and sched.schedule.timezone == "Europe/Berlin" and sched.active
         assert dep.parameters["input"] == str(folder) and dep.parameters["out"] == str(out.resolve())
-        assert dep.parameters["settings"] == {"schema_name": "invoice", "workers": 1}
+        assert dep.parameters["settings"] == {"schema_name": "invoice", "workers": 1, "runner": "dask"}
         assert dep.global_concurrency_limit.limit == 1  # a tick never overlaps the previous one
         assert dep.concurrency_options.collision_strategy == "CANCEL_NEW"
 
         flow_run = run_deployment("extract_folder/nightly", timeout=300)
         assert flow_run.state.is_completed(), flow_run.state
         assert read_tables(out)["documents"]["status"].tolist() == ["ok"]
+        # the served run did its document on a Dask worker, not in the flow's own process
+        (manifest,) = [json.loads(p.read_text()) for p in (out / "_manifests").glob("*.json")]
+        (commit,) = _committed(out)
+        assert manifest["runner"] == "dask" and not commit["worker"].endswith(f":{manifest['pid']}")
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=90)
     finally:
