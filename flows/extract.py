@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -184,10 +185,21 @@ def _extract(input: str, out: str, settings: Settings, retry_failed: bool, repro
     sink.write_run(run)
     manifest.finish(finished_at=run["finished_at"], counts=run["counts"])
     report = write_run_report(out_path, run)
+    if not progress.listened():  # a deployment run: one line for the log of whoever serves it
+        print(_one_line(run_id, totals, report, time.perf_counter() - t0), file=sys.stderr, flush=True)
     return {**run, "report": str(report), "schema": sink.schema.schema_name, "elapsed_s": elapsed,
             "pages_per_s": totals.pages / elapsed if elapsed else 0.0, "failures": totals.failures,
             "totals": totals, "interrupted": interrupted, "recovered": recovered,
             "schema_version": sink.schema.schema_version}
+
+
+def _one_line(run_id: str, totals: RunTotals, report: Path, elapsed: float) -> str:
+    line = (f"docroute run {run_id}: {totals.documents} document(s) processed ({totals.ok} ok, {totals.partial} "
+            f"partial, {totals.failed} failed), {totals.skipped} already done, {totals.pages} page(s) in "
+            f"{elapsed:.1f} s; {totals.needs_review} need review; report {report}")
+    for path, error in totals.failures[:20]:
+        line += f"\n  {path}: {error}"
+    return line
 
 
 def _on_threads() -> bool:

@@ -33,3 +33,9 @@ def emit(event: dict[str, Any]) -> None:
         targets = list(_listeners)
     for listener in targets:
         listener(event)
+
+
+def listened() -> bool:
+    """Whether anyone in this process shows progress (the CLI does; a served deployment run does not)."""
+    with _lock:
+        return bool(_listeners)

@@ -85,6 +85,9 @@ def test_interval_ticks_process_only_new_files_on_a_server_serve_starts(tmp_path
             proc.kill()
     assert proc.returncode == 0, output
     assert "its schedule is paused" in output
+    # each tick leaves one summary line in the serving process's log, failures named
+    assert "1 document(s) processed (1 ok, 0 partial, 0 failed), 2 already done" in output, output
+    assert "broken_empty.pdf: the file is empty" in output
     assert not server[0].is_running() or server[0].status() == psutil.STATUS_ZOMBIE, "the server was stopped"
 
     journal = _committed(out)
