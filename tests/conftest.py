@@ -34,6 +34,14 @@ def realdoc(rel: str) -> Path:
     return path
 
 
+def journal(out: Path) -> list[dict]:
+    """Every commit line of every run's journal under ``out/_manifests``, oldest run first."""
+    lines = []
+    for path in sorted((out / "_manifests").glob("*.commits.jsonl")):
+        lines += [json.loads(line) for line in path.read_text().splitlines()]
+    return lines
+
+
 @pytest.fixture(scope="session")
 def prefect_api():
     """One Prefect test server for the whole session (its start costs about 12 s)."""

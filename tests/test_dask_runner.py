@@ -18,19 +18,12 @@ import pytest
 from docroute.pipelines.settings import Settings
 from docroute.pipelines.sink import read_tables
 
-from conftest import SAMPLES, cli
+from conftest import SAMPLES, cli, journal
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 FILES = ("invoice_ruled.pdf", "invoice_photo.png", "chart.pdf", "complex_table.pdf", "invoice_two_page.pdf",
          "broken_empty.pdf")
-
-
-def _journal(out) -> list[dict]:
-    lines = []
-    for path in sorted((out / "_manifests").glob("*.commits.jsonl")):
-        lines += [json.loads(line) for line in path.read_text().splitlines()]
-    return lines
 
 
 def _task_runs(run_id: str):
@@ -65,9 +58,9 @@ def test_local_cluster_of_two_workers_gives_the_thread_runners_results(prefect_a
     assert dask_inv.equals(thread_inv.loc[dask_inv.index])
 
     # two Dask worker processes did the work, not the CLI's process, and the journal says which
-    journal = _journal(out)
-    workers = {rec["worker"] for rec in journal}
-    assert len(journal) == len(FILES) and len({r["doc_id"] for r in journal}) == len(FILES)
+    commits = journal(out)
+    workers = {rec["worker"] for rec in commits}
+    assert len(commits) == len(FILES) and len({r["doc_id"] for r in commits}) == len(FILES)
     assert len(workers) == 2 and not any(w.endswith(f":{proc.pid}") for w in workers), workers
     run_id = read_tables(out)["runs"]["run_id"].iloc[0]
     manifest = json.loads((out / "_manifests" / f"{run_id}.json").read_text())
@@ -100,7 +93,7 @@ def test_address_of_a_running_cluster_and_the_document_timeout_on_its_workers(pr
         assert (docs["status"] == "failed").all()
         assert docs["error"].str.contains("timed out after 0.5 s").all(), docs["error"].tolist()
         # the tasks ran on the addressed cluster's workers, and those workers survived the timeouts
-        assert {int(r["worker"].rsplit(":", 1)[1]) for r in _journal(out)} <= pids
+        assert {int(r["worker"].rsplit(":", 1)[1]) for r in journal(out)} <= pids
         assert set(client.run(lambda: __import__("os").getpid()).values()) == pids
 
         proc = cli([*args, "--retry-failed"], api_url=prefect_api)
@@ -164,7 +157,7 @@ def test_a_flow_run_on_threads_whose_settings_ask_for_dask_does_its_work_on_dask
     out = tmp_path / "out"
     result = extract_folder(str(folder), str(out), {"runner": "dask", "workers": 2})
     assert result["totals"].ok == 2
-    workers = {r["worker"] for r in _journal(out)}
+    workers = {r["worker"] for r in journal(out)}
     assert workers and not any(w.endswith(f":{os.getpid()}") for w in workers), workers
     manifest = json.loads((out / "_manifests" / f"{result['run_id']}.json").read_text())
     assert manifest["runner"] == "dask"

@@ -25,17 +25,10 @@ import pytest
 
 from docroute.pipelines.sink import read_tables
 
-from conftest import SAMPLES
+from conftest import SAMPLES, journal
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 DOCROUTE = str(Path(sys.executable).with_name("docroute"))
-
-
-def _committed(out: Path) -> list[dict]:
-    lines = []
-    for path in sorted((out / "_manifests").glob("*.commits.jsonl")):
-        lines += [json.loads(line) for line in path.read_text().splitlines()]
-    return lines
 
 
 def _idle_ticks(out: Path) -> int:
@@ -45,6 +38,14 @@ def _idle_ticks(out: Path) -> int:
         data = json.loads(path.read_text())
         n += data.get("state") == "finished" and data["discovered"] == 3 and data["skipped"] == 3
     return n
+
+
+def _stop(proc: subprocess.Popen, sig: int) -> str:
+    """Stop serve as a person (SIGINT) or a service manager (SIGTERM) would; it must exit cleanly."""
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, output
+    return output
 
 
 def _wait(predicate, timeout: float, proc: subprocess.Popen, what: str) -> None:
@@ -71,27 +72,25 @@ def test_interval_ticks_process_only_new_files_on_a_server_serve_starts(tmp_path
     proc = subprocess.Popen([DOCROUTE, "serve", str(folder), "--out", str(out), "--interval", "8", "--workers", "1"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait(lambda: len(_committed(out)) >= 2, 240, proc, "first tick")
+        _wait(lambda: len(journal(out)) >= 2, 240, proc, "first tick")
         server = [p for p in psutil.Process(proc.pid).children(recursive=True)
                   if "server" in p.cmdline() and "start" in p.cmdline()]
         assert len(server) == 1, "serve started one local Prefect server"
         shutil.copy(SAMPLES / "invoice_unruled.pdf", folder / "invoice_unruled.pdf")
-        _wait(lambda: len(_committed(out)) >= 3, 120, proc, "tick with the new file")
+        _wait(lambda: len(journal(out)) >= 3, 120, proc, "tick with the new file")
         _wait(lambda: _idle_ticks(out) >= 1, 120, proc, "a tick with nothing new")
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=90)
+        output = _stop(proc, signal.SIGTERM)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, output
     assert "its schedule is paused" in output
     # each tick leaves one summary line in the serving process's log, failures named
     assert "1 document(s) processed (1 ok, 0 partial, 0 failed), 2 already done" in output, output
     assert "broken_empty.pdf: the file is empty" in output
     assert not server[0].is_running() or server[0].status() == psutil.STATUS_ZOMBIE, "the server was stopped"
 
-    journal = _committed(out)
-    assert sorted(r["doc_id"] for r in journal) == sorted({r["doc_id"] for r in journal}), "each document once"
+    commits = journal(out)
+    assert sorted(r["doc_id"] for r in commits) == sorted({r["doc_id"] for r in commits}), "each document once"
     docs = read_tables(out)["documents"].set_index("file_name")
     assert docs.loc["invoice_ruled.pdf", "status"] == "ok" and docs.loc["broken_empty.pdf", "status"] == "failed"
     assert docs.loc["invoice_unruled.pdf", "run_id"] != docs.loc["invoice_ruled.pdf", "run_id"]
@@ -138,14 +137,12 @@ def test_cron_deployment_on_dask_is_registered_and_runs_as_the_scheduler_would(p
         assert read_tables(out)["documents"]["status"].tolist() == ["ok"]
         # the served run did its document on a Dask worker, not in the flow's own process
         (manifest,) = [json.loads(p.read_text()) for p in (out / "_manifests").glob("*.json")]
-        (commit,) = _committed(out)
+        (commit,) = journal(out)
         assert manifest["runner"] == "dask" and not commit["worker"].endswith(f":{manifest['pid']}")
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=90)
+        _stop(proc, signal.SIGINT)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, output
     with get_client(sync_client=True) as client:
         assert client.read_deployment_by_name("extract_folder/nightly").paused, "paused on stop"
 
