@@ -113,6 +113,7 @@ class PageContent(Frozen):
     ink_strokes: int = 0
     drawings: tuple[Drawing, ...] = ()
     native_dpi: float = 72.0
+    page_image: bool = False  # one image covers the page (a scan or a photo): its pixels are the page
     native_gray: bool = False  # the page image is single-channel: render it gray for OCR
     ocr_confidence: float | None = None
 

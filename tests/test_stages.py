@@ -77,6 +77,50 @@ def test_text_layer_words_carry_bbox_and_font():
     assert max(w.size for w in content.words) > min(w.size for w in content.words)  # title vs body
 
 
+
+def _alto_text(path) -> str:
+    import xml.etree.ElementTree as ET
+
+    strings = (e.get("CONTENT") for e in ET.parse(path).getroot().iter() if e.tag.endswith("}String"))
+    return " ".join(s for s in strings if s)
+
+
+def test_large_page_image_is_ocred_at_its_own_pixels():
+    """A JPEG that states no DPI (MuPDF assumes 96) is read 1:1, not upsampled to 150 dpi."""
+    from PIL import Image
+    from rapidfuzz.distance import Levenshtein
+
+    jpg = realdoc("tapuscorpus/bljd__bljd_DSN113_00027.jpg")
+    with pdf.open_document(jpg, "image/jpeg") as doc:
+        page = doc.load_page(0)
+        content = pdf.read_page(page, 1)
+        dpi = pdf.render_dpi(content)
+        image = pdf.render(page, dpi, gray=content.native_gray)
+    assert content.page_image and content.native_dpi == pytest.approx(96, abs=0.5)
+    with Image.open(jpg) as original:
+        assert image.size == original.size, "rendered at the file's own pixels"
+    words = ocr.ocr_words(image, dpi)
+    assert max(w.bbox.x1 for w in words) <= content.width + 1, "boxes come back in points"
+    norm = lambda t: " ".join(t.split()).lower()  # noqa: E731
+    ref = norm(_alto_text(jpg.with_suffix(".xml")))
+    cer = Levenshtein.distance(norm(" ".join(w.text for w in words)), ref) / len(ref)
+    # measured: 0.166 at 1:1; 0.226 when the page was upsampled 1.56x to 150 dpi
+    assert cer < 0.2, f"character error rate {cer:.3f} against the tapuscorpus transcription"
+
+
+def test_small_page_image_and_vector_page_still_render_at_the_floor():
+    png = realdoc("invoice2data/FlipkartInvoice.png")  # 789 x 557 px: 1:1 lost half the confident words
+    with pdf.open_document(png, "image/png") as doc:
+        content = pdf.read_page(doc.load_page(0), 1)
+    assert content.page_image and content.native_dpi < pdf.MIN_RENDER_DPI
+    assert pdf.render_dpi(content) == pdf.MIN_RENDER_DPI
+    scan = content.model_copy(update={"width": 595.0, "height": 842.0, "native_dpi": 200.0})
+    assert pdf.render_dpi(scan) == 200.0, "a scan at a readable resolution: native, as before"
+    outlines = content.model_copy(update={"page_image": False, "width": 595.0, "height": 842.0, "native_dpi": 72.0})
+    assert pdf.render_dpi(outlines) == pdf.MIN_RENDER_DPI
+    big = outlines.model_copy(update={"page_image": True, "width": 1908.0, "height": 2442.0, "native_dpi": 96.0})
+    assert pdf.render_dpi(big) == 96.0
+
 def test_ink_annotations_are_read():
     with pdf.open_document(SAMPLES / "handwriting_note.pdf", "application/pdf") as doc:
         content = pdf.read_page(doc.load_page(0), 1)
