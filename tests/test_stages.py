@@ -77,7 +77,6 @@ def test_text_layer_words_carry_bbox_and_font():
     assert max(w.size for w in content.words) > min(w.size for w in content.words)  # title vs body
 
 
-
 def _alto_text(path) -> str:
     import xml.etree.ElementTree as ET
 
@@ -120,6 +119,7 @@ def test_small_page_image_and_vector_page_still_render_at_the_floor():
     assert pdf.render_dpi(outlines) == pdf.MIN_RENDER_DPI
     big = outlines.model_copy(update={"page_image": True, "width": 1908.0, "height": 2442.0, "native_dpi": 96.0})
     assert pdf.render_dpi(big) == 96.0
+
 
 def test_ink_annotations_are_read():
     with pdf.open_document(SAMPLES / "handwriting_note.pdf", "application/pdf") as doc:
