@@ -218,10 +218,8 @@ def render_dpi(content: PageContent, max_pixels: float = MAX_RENDER_PIXELS) -> f
     200,000-point MediaBox, a 30,000-pixel image) renders small instead of exhausting memory.
     """
     area_in2 = (content.width / 72.0) * (content.height / 72.0)
-    if content.page_image and area_in2 * content.native_dpi**2 >= MIN_NATIVE_PIXELS:
-        dpi = min(MAX_RENDER_DPI, content.native_dpi)
-    else:
-        dpi = min(MAX_RENDER_DPI, max(MIN_RENDER_DPI, content.native_dpi))
+    one_to_one = content.page_image and area_in2 * content.native_dpi**2 >= MIN_NATIVE_PIXELS
+    dpi = min(MAX_RENDER_DPI, content.native_dpi if one_to_one else max(MIN_RENDER_DPI, content.native_dpi))
     if area_in2 > 0 and area_in2 * dpi * dpi > max_pixels:
         dpi = float(int((max_pixels / area_in2) ** 0.5))  # whole dpi, rounded down: render() rounds
         if dpi < MIN_BUDGET_DPI:
