@@ -316,6 +316,22 @@ def test_engine_reads_bytes_not_the_path(engine, tmp_path):
     assert _norm(" ".join(el.text for el in elements)).split() == [w.text for w in page.words]
 
 
+@needs_realdocs
+def test_pdf_too_complex_for_pdfminer_falls_back_to_the_text_layer_words(engine, ocr_calls, caplog):
+    """unstructured refuses docling's amt_handbook_sample.pdf (vector drawings): not OCRed, its words kept."""
+    path = REALDOCS / "docling" / "amt_handbook_sample.pdf"
+    pages = _pages(path)
+    assert [p.has_text_layer for p in pages] == [True]
+    out = _run(path.read_bytes(), "application/pdf", pages)
+    assert not +ocr_calls, dict(ocr_calls)
+    assert "too complex" in caplog.text
+    elements = out[1]
+    assert elements and {el.source for el in elements} == {"unstructured:words"}
+    assert " ".join(el.text for el in elements).split() == [w.text for w in pages[0].words]
+    _assert_inside_pages(out, {1: pages[0]})
+    _assert_ids(out)
+
+
 # ------------------------------------------------------------------------------------------------
 # pages without a text layer: the page step's OCR words, classified by unstructured, never OCRed again
 
