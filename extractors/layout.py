@@ -10,9 +10,7 @@ already read on the others (no second OCR). The per-document timeout is the work
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,18 +43,16 @@ class LayoutEngine(Protocol):
 class PyMuPDFEngine:
     name = layout_pymupdf.NAME
 
-    def elements(self, data, mime_type, pages, languages, *_legacy_timeout):
+    def elements(self, data, mime_type, pages, languages):
         return {p.page_number: p.elements for p in pages}
 
 
 class UnstructuredEngine:
     name = "unstructured"
 
-    def elements(self, data, mime_type, pages, languages, *_legacy_timeout):
+    def elements(self, data, mime_type, pages, languages):
         from docroute.extractors import unstructured_engine
 
-        if isinstance(data, str | os.PathLike):  # compatibility until pipelines/process.py passes bytes
-            data = Path(data).read_bytes()
         by_page = unstructured_engine.partition_elements(data, mime_type, pages, languages)
         return {n: tuple(els) for n, els in by_page.items()}
 
