@@ -18,9 +18,9 @@ import pytest
 import tiny_vlm
 
 from docroute.extractors.vlm import VlmRequest, get_backend
+from docroute.extractors.vlm.images import fit_pixels
 from docroute.extractors.vlm.structured import (
     field_confidence,
-    fit_pixels,
     generation_schema,
     parse_and_validate,
     string_pattern,
@@ -169,16 +169,14 @@ def test_batch_gives_the_same_results_as_single_calls(tiny_backends, pages, fami
 
 
 def test_truncation_is_detected_and_retried(tiny_backends, pages):
-    from docroute.extractors.vlm.hf import with_options
-
     base = tiny_backends["qwen2_5_vl"]
     req = VlmRequest(images=(pages["chart.pdf"][0],), schema=ChartData)
     full = base.extract_batch([req])[0]
     assert full.status == "ok" and full.attempts == 1
     n = full.output_tokens  # stop token included
-    retried = with_options(base, max_new_tokens=n // 2 + 1).extract_batch([req])[0]
+    retried = get_backend("transformers", tiny_options("qwen2_5_vl", max_new_tokens=n // 2 + 1)).extract_batch([req])[0]
     assert (retried.status, retried.attempts, retried.raw_text) == ("ok", 2, full.raw_text)
-    cut = with_options(base, max_new_tokens=8).extract_batch([req])[0]
+    cut = get_backend("transformers", tiny_options("qwen2_5_vl", max_new_tokens=8)).extract_batch([req])[0]
     assert cut.status == "truncated" and cut.attempts == 2 and cut.data is None
     assert cut.output_tokens == 16 and full.raw_text.startswith(cut.raw_text) and cut.raw_text != full.raw_text
 
@@ -186,13 +184,10 @@ def test_truncation_is_detected_and_retried(tiny_backends, pages):
 def test_timeout_and_out_of_memory_guards(tiny_backends, pages, monkeypatch):
     import torch
 
-    from docroute.extractors.vlm.hf import with_options
-
-    base = tiny_backends["qwen2_5_vl"]
     req = VlmRequest(images=(pages["invoice_two_page.pdf"][0],), schema=Invoice)
-    assert with_options(base, timeout_s=1e-9).extract_batch([req])[0].status == "timeout"
+    assert get_backend("transformers", tiny_options("qwen2_5_vl", timeout_s=1e-9)).extract_batch([req])[0].status == "timeout"
 
-    backend = with_options(base)
+    backend = tiny_backends["qwen2_5_vl"]  # monkeypatch puts its _generate back after the test
     real = backend._generate
     calls = []
 
@@ -219,7 +214,7 @@ def test_timeout_and_out_of_memory_guards(tiny_backends, pages, monkeypatch):
 def test_repetition_loop_guard():
     import torch
 
-    from docroute.extractors.vlm.hf import _Guards
+    from docroute.extractors.vlm.hf_decode import Guards
 
     class Proc:
         finish = [None, None, "stop"]
@@ -228,17 +223,32 @@ def test_repetition_loop_guard():
     loop = torch.tensor([5, 6, 7] * 22)[:64]
     varied = torch.arange(100, 164)
     ids = torch.cat([prompt, torch.stack([loop, varied, loop])], dim=1)
-    guard = _Guards(Proc(), prompt_len=10, deadline=float("inf"), window=64, max_period=16)
+    guard = Guards(Proc(), prompt_len=10, deadline=float("inf"), window=64, max_period=16)
     assert guard(ids, None).tolist() == [True, False, False]  # the finished third row is not flagged again
     assert Proc.finish == ["loop", None, "stop"]
 
 
-def test_loop_guard_on_a_real_run_stops_early(tiny_backends, pages):
-    from docroute.extractors.vlm.hf import with_options
+def test_loop_guard_on_a_real_run_stops_early(pages):
+    """A tiny model whose output embedding is zero gives every token the same logit, so greedy decoding
+    takes the grammar's lowest admitted token id at each step: inside the first string that is one token,
+    repeated. The guard must stop that decoding; without it the same decoding runs on."""
+    import torch
 
-    backend = with_options(tiny_backends["qwen2_5_vl"], loop_window=32, max_string_chars=300, max_new_tokens=600)
-    res = backend.extract_batch([VlmRequest(images=(pages["invoice_two_page.pdf"][0],), schema=Invoice)])[0]
-    # this random model loops inside a string: the guard stops it long before the token budget
-    assert res.status in ("ok", "invalid")
-    if res.status == "invalid":
-        assert "loop" in res.error and res.output_tokens < 600 and res.attempts == 1
+    from docroute.extractors.vlm.hf import TransformersVlm
+    from docroute.extractors.vlm.hf_load import load
+
+    vlm = load(tiny_vlm.model_dir("qwen2_5_vl"), dtype="float32")  # its own copy: the shared model stays random
+    with torch.no_grad():
+        vlm.model.get_output_embeddings().weight.zero_()
+    req = VlmRequest(images=(pages["invoice_two_page.pdf"][0],), schema=Invoice)
+    budget, window = 200, 16
+    looped = TransformersVlm(tiny_options("qwen2_5_vl", loop_window=window, max_string_chars=300,
+                                          max_new_tokens=budget), loaded=vlm).extract_batch([req])[0]
+    free = TransformersVlm(tiny_options("qwen2_5_vl", loop_window=0, max_string_chars=300,
+                                        max_new_tokens=budget), loaded=vlm).extract_batch([req])[0]
+    assert looped.status == "invalid" and "repetition loop" in looped.error and looped.data is None
+    assert looped.attempts == 1 and window <= looped.output_tokens < budget
+    assert looped.raw_text.startswith('{"invoice_number": "')  # stopped inside the first string
+    # the same decoding, cut by the guard: unguarded it goes on past the loop and is not stopped as one
+    assert free.raw_text.startswith(looped.raw_text) and free.output_tokens > looped.output_tokens
+    assert "repetition loop" not in (free.error or "")
