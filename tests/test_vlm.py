@@ -20,6 +20,7 @@ import tiny_vlm
 from docroute.extractors.vlm import VlmRequest, get_backend
 from docroute.extractors.vlm.images import fit_pixels
 from docroute.extractors.vlm.structured import (
+    answer_text,
     field_confidence,
     generation_schema,
     parse_and_validate,
@@ -27,6 +28,8 @@ from docroute.extractors.vlm.structured import (
     top_level_spans,
 )
 from docroute.schemas.targets import ChartData, HandwrittenText, Invoice, Table
+
+from conftest import all_expected
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 FACTOR = tiny_vlm.FACTOR
@@ -152,6 +155,46 @@ def test_every_output_validates_with_confidence_in_range(tiny_backends, pages, f
     before = backend.compile_count
     backend.extract_batch(reqs[:2])
     assert backend.compile_count == before
+
+
+def test_answer_text_is_what_the_grammar_decodes(tiny_backends, pages):
+    """The serializer of fine-tuning targets writes text the backend's own grammar decodes to the end:
+    the backend's outputs re-serialized, and the sample invoices' true values at the default limits."""
+    import xgrammar as xgr
+
+    def decodes(backend, schema, text: str, chars: int, items: int) -> bool:
+        matcher = xgr.GrammarMatcher(backend.grammar(generation_schema(schema, chars, items)))
+        tokens = backend.vlm.tokenizer.encode(text, add_special_tokens=False)
+        return (all(matcher.accept_token(t) for t in tokens) and matcher.accept_token(backend.vlm.stop_ids[0])
+                and matcher.is_terminated())
+
+    checked = 0
+    for backend in tiny_backends.values():
+        o = backend.options
+        reqs = [VlmRequest(images=(pages[name][0],), schema=schema)
+                for name, schema in (("invoice_two_page.pdf", Invoice), ("complex_table.pdf", Table),
+                                     ("chart.pdf", ChartData), ("handwriting_note.pdf", HandwrittenText))]
+        for req, res in zip(reqs, backend.extract_batch(reqs), strict=True):
+            if "\ufffd" in res.raw_text:  # random bytes that are no UTF-8 text: no correction looks like that
+                continue
+            text = answer_text(req.schema, res.data, o.max_string_chars, o.max_list_items)
+            assert decodes(backend, req.schema, text, o.max_string_chars, o.max_list_items), text
+            assert parse_and_validate(text, req.schema) == (res.data, [])
+            checked += 1
+    assert checked >= 6
+    backend = tiny_backends["qwen2_5_vl"]
+    invoices = [e["invoice"] for e in all_expected() if e.get("invoice")]
+    assert len(invoices) >= 4
+    for inv in invoices:
+        text = answer_text(Invoice, inv, 300, 1000)
+        assert decodes(backend, Invoice, text, 300, 1000), text
+        assert parse_and_validate(text, Invoice) == (Invoice.model_validate(inv).model_dump(), [])
+    assert '"total": 3797.94,' in answer_text(Invoice, invoices[-1] | {"total": "3797.94"})  # a number, not a string
+    edge = answer_text(Invoice, {"total": "1.2000000", "invoice_date": "2024-03-05", "vendor_name": "Å\n\tB"}, 24)
+    assert decodes(backend, Invoice, edge, 24, 0) and '"total": 1.2,' in edge and '"vendor_name": "Å B"' in edge
+    for bad in ({"total": "0.0000001"}, {"total": "2e12"}, {"vendor_name": 'a "b"'}, {"vendor_name": "x" * 25}):
+        with pytest.raises(ValueError):
+            answer_text(Invoice, bad, 24)
 
 
 @pytest.mark.parametrize("family", tiny_vlm.FAMILIES)
