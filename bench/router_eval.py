@@ -78,8 +78,7 @@ def _worker_init() -> None:
 
 
 def evaluate_page(label: dict) -> dict:
-    from docroute.extractors import pdf
-    from docroute.pipelines.ingest import ingest
+    from docroute.pipelines.ingest import open_file
     from docroute.pipelines.process import process_page
     from docroute.pipelines.route import _union_share
     from docroute.pipelines.settings import Settings
@@ -89,12 +88,10 @@ def evaluate_page(label: dict) -> dict:
            "label_reasons": label["reasons"], "also_ok": label.get("also_ok", [])}
     if not path.exists():
         return row | {"missing": True}
-    src = ingest(path)
-    with pdf.open_document(src.path, src.mime_type) as doc:
-        page = doc.load_page(label["page"] - 1)
+    with open_file(path) as doc:
         _timers.clear()
         t0 = time.perf_counter()
-        result, _ = process_page(page, label["page"], Settings(workers=1))
+        result, _ = process_page(doc, label["page"], Settings(workers=1))
         total = (time.perf_counter() - t0) * 1000
     d = result.decision
     routed = [r.bbox for r in d.regions if r.route == "vlm"]

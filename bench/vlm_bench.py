@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from docroute.extractors.vlm import VlmOptions, VlmRequest, get_backend
-    from docroute.extractors.vlm.hf import TransformersVlm
+    from docroute.extractors.vlm.hf import with_options
     from docroute.schemas.targets import Invoice
 
     torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     requests = [VlmRequest(images=(img,), schema=Invoice) for img in pages]
     rows = []
     for bs in [int(b) for b in args.batch_sizes.split(",") if b.strip()]:
-        backend = TransformersVlm(VlmOptions(**(options.__dict__ | {"batch_size": bs})), loaded=base.vlm)
+        backend = with_options(base, batch_size=bs)
         backend.extract_batch(requests[:bs])  # warm-up: kernels, grammar compile, allocator
         if device.type == "cuda":
             torch.cuda.synchronize(device)

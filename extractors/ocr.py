@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from docroute.schemas import BBox, Word
 
@@ -24,11 +25,14 @@ class OcrError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class OcrOptions:
-    languages: tuple[str, ...] = ("eng",)
-    psm: int = 3
-    timeout_s: float = 120.0
+class OcrOptions(BaseModel):
+    """tesseract's options, nested in Settings as ``ocr`` (``DOCROUTE_OCR__LANGUAGES='["eng","deu"]'``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    languages: tuple[str, ...] = Field(("eng",), description="tesseract language packs, in order")
+    psm: int = Field(3, ge=0, le=13, description="tesseract page segmentation mode")
+    timeout_s: float = Field(120.0, gt=0, description="a page taking longer to OCR is a page error")
 
 
 def tesseract_available() -> bool:

@@ -64,7 +64,10 @@ def activate_layout_model() -> None:
 
 
 @contextmanager
-def open_document(path: Path, mime_type: str, passwords: Sequence[str] = ()) -> Iterator[pymupdf.Document]:
+def open_document(path: Path, mime_type: str, passwords: Sequence[str] = (),
+                  data: bytes | None = None) -> Iterator[pymupdf.Document]:
+    """Open ``path`` (or its bytes ``data``, already read) as a document. The pipeline opens each
+    document once, through :func:`docroute.extractors.document.open_handle`."""
     pymupdf = _pymupdf()
     pymupdf.TOOLS.reset_mupdf_warnings()  # structure_damage() reports this document's only
     filetype = {"application/pdf": "pdf"}.get(mime_type)
@@ -72,7 +75,9 @@ def open_document(path: Path, mime_type: str, passwords: Sequence[str] = ()) -> 
     try:
         source["filename"].encode("utf-8")
     except UnicodeEncodeError:  # a file name that is not UTF-8: MuPDF cannot open it by name
-        source = {"stream": Path(path).read_bytes()}
+        data = Path(path).read_bytes() if data is None else data
+    if data is not None:
+        source = {"stream": data}
         filetype = filetype or {"image/png": "png", "image/jpeg": "jpeg", "image/tiff": "tiff"}.get(mime_type)
     try:
         doc = pymupdf.open(**source, filetype=filetype) if filetype else pymupdf.open(**source)
@@ -232,16 +237,19 @@ def render_dpi(content: PageContent, max_pixels: float = MAX_RENDER_PIXELS) -> f
     return float(dpi)
 
 
-def render(page: pymupdf.Page, dpi: float, *, gray: bool = True) -> Image.Image:
-    """Render a page to a PIL image at ``dpi`` (annotations included).
+def render(page: pymupdf.Page, dpi: float, *, gray: bool = True, clip: BBox | None = None,
+           annots: bool = True) -> Image.Image:
+    """Render a page, or its ``clip`` (PDF points), to a PIL image at ``dpi``.
 
-    For OCR, render colour pages in colour: tesseract read a phone photo's amount column from the RGB
-    image and lost it from a grayscale conversion of the same image (measured on the sample photo).
+    The one render path: callers go through ``DocumentHandle.render``, which caches. For OCR, render
+    colour pages in colour: tesseract read a phone photo's amount column from the RGB image and lost it
+    from a grayscale conversion of the same image (measured on the sample photo).
     """
     from PIL import Image
 
     pymupdf = _pymupdf()
     cs = pymupdf.csGRAY if gray else pymupdf.csRGB
-    pix = page.get_pixmap(dpi=int(round(dpi)), colorspace=cs, alpha=False, annots=True)
+    area = None if clip is None else pymupdf.Rect(clip.x0, clip.y0, clip.x1, clip.y1)
+    pix = page.get_pixmap(dpi=max(1, int(round(dpi))), colorspace=cs, alpha=False, annots=annots, clip=area)
     mode = "L" if gray else "RGB"
     return Image.frombytes(mode, (pix.width, pix.height), pix.samples)

@@ -153,16 +153,20 @@ def review_cmd(
     schema: Annotated[str, typer.Option("--schema")] = "invoice",
     threshold: Annotated[float, typer.Option("--threshold", min=0, max=1, help="also export fields under this confidence")] = 0.6,
     reviewer: Annotated[str | None, typer.Option("--reviewer", help="recorded in corrected_by")] = None,
+    password_file: Annotated[Path | None, typer.Option("--password-file", exists=True, dir_okay=False,
+                                                       help="passwords for encrypted PDFs, one per line")] = None,
 ) -> None:
     """Export fields that need a person's eye, or apply their corrections as new row versions."""
     from docroute.pipelines import review
+
+    settings = _settings(password_file=password_file.resolve() if password_file else None)
 
     if (export is None) == (apply is None):
         typer.secho("error: give exactly one of --export DIR or --apply corrections.csv", fg="red", err=True)
         raise typer.Exit(2)
     try:
         if export is not None:
-            items = review.export(out, export, schema, threshold)
+            items = review.export(out, export, schema, threshold, settings.passwords())
             typer.echo(f"{len(items)} field(s) to review written to {export / 'review.csv'} and review.jsonl, "
                        f"crops in {export / 'crops'}; fill correct_value and run --apply")
         else:
@@ -171,7 +175,7 @@ def review_cmd(
             try:
                 with output_lock(out, f"review-{os.getpid()}", str(apply)):  # never beside a running run
                     rows = review.apply(out, apply, schema, reviewer)
-                    ft = review.export_finetune(out, rows, out / "finetune", schema)
+                    ft = review.export_finetune(out, rows, out / "finetune", schema, settings)
             except OutputLocked as exc:
                 typer.secho(f"error: {exc}", fg="red", err=True)
                 raise typer.Exit(75) from exc

@@ -40,8 +40,16 @@ from docroute.flows import progress  # noqa: E402
 from docroute.flows.html_report import write_run_report  # noqa: E402
 from docroute.flows.isolation import failed_result, run_in_worker, worker_memory_limit, worker_pool  # noqa: E402
 from docroute.flows.runners import prefect_api_for, task_runner  # noqa: E402
-from docroute.pipelines.batch import RunTotals, document_summary, plan  # noqa: E402
-from docroute.pipelines.budget import with_run_budget  # noqa: E402
+from docroute.pipelines.batch import (  # noqa: E402
+    DocumentSummary,
+    PlannedFile,
+    RunSummary,
+    RunTotals,
+    document_summary,
+    plan,
+)
+from docroute.pipelines.budget import run_context  # noqa: E402
+from docroute.pipelines.context import RunContext  # noqa: E402
 from docroute.pipelines.ingest import display_path  # noqa: E402
 from docroute.pipelines.settings import Settings, load_settings  # noqa: E402
 from docroute.pipelines.sink import ParquetSink, RunManifest, new_run_id, output_lock  # noqa: E402
@@ -78,7 +86,7 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-def _commit(path: Path, result: DocumentResult, out: str, run_id: str, schema_name: str) -> dict:
+def _commit(path: Path, result: DocumentResult, out: str, run_id: str, schema_name: str) -> DocumentSummary:
     """Write one document's rows and return its summary (the flow journals it as the task completes)."""
     sink = ParquetSink(Path(out), schema_name)
     try:
@@ -89,14 +97,14 @@ def _commit(path: Path, result: DocumentResult, out: str, run_id: str, schema_na
         result = failed_result(path, result.document.doc_id,
                                f"its rows could not be written: {type(exc).__name__}: {exc}")
         sink.write(result, run_id)
-    return document_summary(result) | {"worker": f"{socket.gethostname()}:{os.getpid()}"}
+    return document_summary(result, worker=f"{socket.gethostname()}:{os.getpid()}")
 
 
 @task(name="process-document", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
       cache_policy=NO_CACHE, log_prints=False)
-def process_document_task(path: str, doc_id: str, settings: Settings, out: str, run_id: str) -> dict:
-    result = run_in_worker(Path(path), doc_id, settings)
-    return _commit(Path(path), result, out, run_id, settings.schema_name)
+def process_document_task(item: PlannedFile, settings: Settings, out: str, context: RunContext) -> DocumentSummary:
+    result = run_in_worker(item.source or item.path, item.doc_id, settings, context=context)
+    return _commit(item.path, result, out, context.run_id or "", settings.schema_name)
 
 
 def _versions() -> dict[str, str]:
@@ -119,7 +127,7 @@ def _as_settings(settings: Settings | dict[str, Any] | None) -> Settings:
 
 @flow(name="extract_folder", log_prints=False, validate_parameters=False)
 def extract_folder(input: str, out: str, settings: Settings | dict[str, Any] | None = None,
-                   retry_failed: bool = False, reprocess_schema: bool = False, run_id: str | None = None) -> dict:
+                   retry_failed: bool = False, reprocess_schema: bool = False, run_id: str | None = None) -> RunSummary:
     """Plan, process and commit every document under ``input`` into ``out``.
 
     Call it through :func:`run_extract` (which picks the task runner and holds the output lock) or
@@ -139,7 +147,7 @@ def extract_folder(input: str, out: str, settings: Settings | dict[str, Any] | N
 
 
 def _extract(input: str, out: str, settings: Settings, retry_failed: bool, reprocess_schema: bool,
-             run_id: str) -> dict:
+             run_id: str) -> RunSummary:
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     out_path = Path(out)
@@ -156,15 +164,14 @@ def _extract(input: str, out: str, settings: Settings, retry_failed: bool, repro
                    planned=[{"doc_id": i.doc_id, "path": display_path(i.path)} for i in the_plan.todo],
                    skipped=len(the_plan.skipped), stale_schema=len(the_plan.stale_schema),
                    duplicates=len(the_plan.duplicates), resumes=[r["run_id"] for r in interrupted], recovered=recovered)
-    progress.emit({"event": "planned", "todo": len(the_plan.todo), "skipped": len(the_plan.skipped),
-                   "duplicates": len(the_plan.duplicates), "run_id": run_id})
+    progress.emit(progress.Planned(todo=len(the_plan.todo), skipped=len(the_plan.skipped),
+                                   duplicates=len(the_plan.duplicates), run_id=run_id))
     totals = RunTotals(skipped=len(the_plan.skipped), duplicates=len(the_plan.duplicates),
                        stale_schema=len(the_plan.stale_schema))
-    settings = with_run_budget(settings, out_path, run_id)  # the run's VLM page ledger, when capped
+    context = run_context(settings.router, out_path, run_id)  # with the run's VLM page ledger, when capped
     if the_plan.todo:
         with _local_pool(settings, len(the_plan.todo)):
-            submitted = {process_document_task.submit(str(item.path), item.doc_id, settings, out, run_id): item
-                         for item in the_plan.todo}
+            submitted = {process_document_task.submit(item, settings, out, context): item for item in the_plan.todo}
             for fut in as_completed(list(submitted)):
                 try:
                     summary = fut.result()
@@ -173,9 +180,9 @@ def _extract(input: str, out: str, settings: Settings, retry_failed: bool, repro
                     result = failed_result(item.path, item.doc_id, f"its task failed on the {settings.runner} runner "
                                            f"({type(exc).__name__}: {exc}); rerun with --retry-failed")
                     summary = _commit(item.path, result, out, run_id, settings.schema_name)
-                manifest.commit(summary["doc_id"], summary["status"], worker=summary["worker"])
+                manifest.commit(summary.doc_id, summary.status, worker=summary.worker)
                 totals.add(summary)
-                progress.emit({"event": "document", **summary})
+                progress.emit(summary)
     elapsed = time.perf_counter() - t0
     run = {
         "run_id": run_id, "started_at": started, "finished_at": datetime.now(UTC), "input": input,
@@ -184,13 +191,22 @@ def _extract(input: str, out: str, settings: Settings, retry_failed: bool, repro
     }
     sink.write_run(run)
     manifest.finish(finished_at=run["finished_at"], counts=run["counts"])
-    report = write_run_report(out_path, run)
+    vlm = vlm_in_use(settings, totals)
+    report = write_run_report(out_path, run, vlm)
     if not progress.listened():  # a deployment run: one line for the log of whoever serves it
         print(_one_line(run_id, totals, report, time.perf_counter() - t0), file=sys.stderr, flush=True)
-    return {**run, "report": str(report), "schema": sink.schema.schema_name, "elapsed_s": elapsed,
-            "pages_per_s": totals.pages / elapsed if elapsed else 0.0, "failures": totals.failures,
-            "totals": totals, "interrupted": interrupted, "recovered": recovered,
-            "schema_version": sink.schema.schema_version}
+    return RunSummary(run=run, totals=totals, report=str(report), schema=sink.schema.schema_name,
+                      schema_version=sink.schema.schema_version, elapsed_s=elapsed, vlm=vlm,
+                      interrupted=tuple(interrupted), recovered=recovered)
+
+
+def vlm_in_use(settings: Settings, totals: RunTotals) -> str:
+    """Which VLM this run used, in words: the backend and the model(s) that answered, or why none."""
+    backend = settings.vlm.resolved_backend()
+    if backend == "none":
+        return f"none: {settings.vlm.why_none()}"
+    answered = ", ".join(f"{m} ({n} document(s))" for m, n in totals.vlm_models.most_common())
+    return f"{backend}: {answered or (settings.vlm.model or 'the server default') + ' (no page needed it)'}"
 
 
 def _one_line(run_id: str, totals: RunTotals, report: Path, elapsed: float) -> str:
@@ -222,7 +238,7 @@ def _local_pool(settings: Settings, n_documents: int):
 
 
 def run_extract(input: str, out: str, settings: Settings, retry_failed: bool = False,
-                reprocess_schema: bool = False) -> dict:
+                reprocess_schema: bool = False) -> RunSummary:
     """Run the flow on ``settings.runner``, holding the output lock.
 
     Raises ``sink.OutputLocked`` (before any Prefect flow run starts) when another run holds ``out``,

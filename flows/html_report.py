@@ -38,6 +38,11 @@ started {{ run.started_at }} &middot; finished {{ run.finished_at }} &middot; {{
 {% for name, n in routes %}<tr><td>{{ name }}</td><td class="n">{{ n }}</td>
 <td><span class="bar" style="width:{{ (300 * n / max_route)|int }}px"></span></td></tr>{% endfor %}
 </table>
+<h2>VLM</h2>
+<p id="vlm">{{ vlm }}</p>
+<table id="vlm-unanswered"><tr><th>routed pages without a VLM answer, by status</th><th>pages</th></tr>
+{% for name, n in unanswered %}<tr><td>{{ name }}</td><td class="n">{{ n }}</td></tr>{% else %}
+<tr><td colspan="2">none</td></tr>{% endfor %}</table>
 <h2>Review reasons</h2>
 <table id="review"><tr><th>reason</th><th>documents</th></tr>
 {% for name, n in review %}<tr><td>{{ name }}</td><td class="n">{{ n }}</td></tr>{% else %}
@@ -87,19 +92,20 @@ def _rows(folder: Path, run_id: str, columns: list[str]) -> list[dict]:
     return dataset.to_table(columns=columns, filter=pc.field("run_id") == run_id).to_pylist()
 
 
-def write_run_report(out: Path, run: dict) -> Path:
+def write_run_report(out: Path, run: dict, vlm: str = "") -> Path:
     """Render the report of ``run`` (the runs-table row as a dict) into ``out/reports/``."""
     out = Path(out)
     run_id = run["run_id"]
     docs = _rows(out / "documents", run_id, ["doc_id", "file_name", "status", "error", "n_pages", "duration_ms",
                                              "processed_at"])
-    pages = _rows(out / "pages", run_id, ["route", "route_reasons"])
+    pages = _rows(out / "pages", run_id, ["route", "route_reasons", "vlm_status"])
     extraction_dirs = [p for p in (out / "extractions").glob("*") if p.is_dir()]
     review = Counter()
     for folder in extraction_dirs:
         for r in _rows(folder, run_id, ["review_reasons"]):
             review.update({reason.split(":")[0] for reason in r["review_reasons"] or []})
     routes = Counter(f"route: {p['route']}" for p in pages)
+    unanswered = Counter(p["vlm_status"] for p in pages if p["route"] == "vlm" and p["vlm_status"] != "ok")
     routes.update(f"reason: {reason}" for p in pages for reason in p["route_reasons"] or [])
     started = run["started_at"]
     pages_by_doc = sorted(((d["processed_at"] - started).total_seconds(), d["n_pages"] or 0) for d in docs)
@@ -111,7 +117,7 @@ def write_run_report(out: Path, run: dict) -> Path:
     counts = dict(run["counts"])
     env = Environment(autoescape=select_autoescape(default=True))
     html = env.from_string(TEMPLATE).render(
-        run=run, counts=counts, elapsed=elapsed, pages_per_s=(counts.get("pages", 0) / elapsed) if elapsed else 0.0,
+        run=run, counts=counts, elapsed=elapsed, vlm=vlm, unanswered=unanswered.most_common(), pages_per_s=(counts.get("pages", 0) / elapsed) if elapsed else 0.0,
         routes=sorted(routes.items()), max_route=max(routes.values(), default=1),
         review=review.most_common(), failures=[d for d in docs if d["status"] != "ok"],
         slowest=sorted(docs, key=lambda d: d["duration_ms"] or 0, reverse=True)[:10],

@@ -55,14 +55,12 @@ def _label(draw, xy: tuple[float, float], text: str, colour: tuple[int, int, int
     draw.text((x, y), text, fill=(255, 255, 255), font=font)
 
 
-def render_inspection(page, result, out: Path, dpi: float = 110.0) -> Inspection:
-    """Draw ``result`` (a PageResult of ``page``) on a rendering of the page and write a PNG."""
+def render_inspection(doc, result, out: Path, dpi: float = 110.0) -> Inspection:
+    """Draw ``result`` (a PageResult of a page of the handle ``doc``) on a rendering of it; write a PNG."""
     from PIL import Image, ImageDraw
 
-    from docroute.extractors import pdf
-
     scale = dpi / 72.0
-    base = pdf.render(page, dpi, gray=False).convert("RGB")
+    base = doc.render(result.page_number, dpi).convert("RGB")
     canvas = Image.new("RGB", (base.width, base.height + HEADER_PX), (255, 255, 255))
     canvas.paste(base, (0, HEADER_PX))
     draw = ImageDraw.Draw(canvas)
@@ -100,23 +98,18 @@ def render_inspection(page, result, out: Path, dpi: float = 110.0) -> Inspection
 
 
 def inspect_file(path: Path, page_number: int = 1, out: Path | None = None, settings=None) -> Inspection:
-    """Route one page of ``path`` with the pipeline's page step and draw it."""
-    from docroute.extractors import pdf
-    from docroute.pipelines.ingest import ingest
+    """Route one page of ``path`` with the pipeline's page step and draw it (``--password-file`` applies)."""
+    from docroute.pipelines.ingest import open_file
     from docroute.pipelines.process import process_page
     from docroute.pipelines.settings import load_settings
 
     settings = settings or load_settings()
-    src = ingest(path)
-    if src.mime_type is None:
-        raise ValueError(f"{path}: not a PDF or image (the bytes look like {src.detected})")
     out = out or Path(f"{path.stem}.p{page_number}.inspect.png")
-    with pdf.open_document(src.path, src.mime_type) as doc:
+    with open_file(path, settings.passwords()) as doc:
         if not 1 <= page_number <= doc.page_count:
             raise ValueError(f"{path} has {doc.page_count} page(s); --page {page_number} is not one of them")
-        page = doc.load_page(page_number - 1)
-        result, _ = process_page(page, page_number, settings)
-        return render_inspection(page, result, out)
+        result, _ = process_page(doc, page_number, settings)
+        return render_inspection(doc, result, out)
 
 
 def describe(inspection: Inspection) -> str:
@@ -140,6 +133,8 @@ def inspect_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a PDF or image")],
     page: Annotated[int, typer.Option("--page", "-p", min=1, help="page number (1-based)")] = 1,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG to write (default FILE.pN.inspect.png)")] = None,
+    password_file: Annotated[Path | None, typer.Option("--password-file", exists=True, dir_okay=False,
+                                                       help="passwords for encrypted PDFs, one per line")] = None,
 ) -> None:
     """Draw a page's elements and the router's regions with reasons and scores (for tuning thresholds)."""
     from pydantic import ValidationError
@@ -147,13 +142,13 @@ def inspect_command(
     from docroute.pipelines.settings import SettingsError, load_settings
 
     try:
-        settings = load_settings()
+        settings = load_settings(password_file=password_file.resolve() if password_file else None)
     except (SettingsError, ValidationError) as exc:
         typer.secho(f"error: invalid settings: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     try:
         inspection = inspect_file(file, page, out, settings)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # not a document, a bad --page, an encrypted PDF without its password
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     typer.echo(describe(inspection))

@@ -25,7 +25,9 @@ from pathlib import Path
 from pebble import ProcessExpired, ProcessPool
 
 from docroute import PIPELINE_VERSION
+from docroute.extractors.document import SourceFile
 from docroute.flows import prefect_env
+from docroute.pipelines.context import RunContext
 from docroute.pipelines.ingest import display_path
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
@@ -79,7 +81,7 @@ WARM_MODULES = ("numpy", "scipy.ndimage", "PIL.Image", "PIL.ImageFilter", "pytes
 def worker_memory_limit(settings: Settings) -> int:
     """The worker memory limit in MB (0: none). With the transformers VLM backend the model lives in
     the worker, so the default limit is not applied; an explicit ``worker_memory_mb`` always is."""
-    if settings.vlm_backend == "transformers" and "worker_memory_mb" not in settings.model_fields_set:
+    if settings.vlm.resolved_backend() == "transformers" and "worker_memory_mb" not in settings.model_fields_set:
         return 0
     return settings.worker_memory_mb
 
@@ -155,11 +157,6 @@ def _dask_worker_pool(settings: Settings) -> ProcessPool | None:
     return pool
 
 
-def isolation(settings: Settings) -> str:
-    """How this process runs a document: 'pool' (a worker process of its own) or 'in-process'."""
-    return "pool" if (_pool is not None or _dask_worker_pool(settings) is not None) else "in-process"
-
-
 def failed_result(path: Path, doc_id: str, error: str) -> DocumentResult:
     """A ``failed`` row for a document whose processing did not return a result of its own."""
     try:
@@ -179,16 +176,19 @@ def _memory_note(settings: Settings) -> str:
     return "out of memory"
 
 
-def run_in_worker(path: Path, doc_id: str, settings: Settings, fn=process_document) -> DocumentResult:
+def run_in_worker(source: Path | SourceFile, doc_id: str, settings: Settings, fn=process_document,
+                  context: RunContext | None = None) -> DocumentResult:
     """Process one document in a worker process, turning timeouts and worker deaths into failed rows.
 
-    ``fn(path, settings) -> DocumentResult`` is ``process_document``; tests pass misbehaving ones.
-    Outside a pool (library use, a daemonic Dask worker) the document runs in this process.
+    ``source`` is the planned file (doc_id and type already read off its bytes) or a path;
+    ``fn(source, settings, context=...) -> DocumentResult`` is ``process_document``; tests pass
+    misbehaving ones. Outside a pool (library use, a daemonic Dask worker) the document runs in this process.
     """
+    path = source.path if isinstance(source, SourceFile) else source
     pool = _pool or _dask_worker_pool(settings)
     if pool is None:
-        return fn(path, settings)
-    future = pool.schedule(fn, args=(path, settings), timeout=settings.document_timeout_s)
+        return fn(source, settings, context=context)
+    future = pool.schedule(fn, args=(source, settings), kwargs={"context": context}, timeout=settings.document_timeout_s)
     try:
         return future.result()
     except FutureTimeout:

@@ -10,9 +10,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
 
-Listener = Callable[[dict[str, Any]], None]
+from docroute.pipelines.batch import DocumentSummary
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The run's plan: documents to do, already done, and inputs whose bytes another input has."""
+
+    todo: int
+    skipped: int
+    duplicates: int
+    run_id: str
+
+
+Event = Planned | DocumentSummary  # a document's summary is emitted as it is committed
+Listener = Callable[[Event], None]
 _lock = threading.Lock()
 _listeners: list[Listener] = []
 
@@ -28,7 +42,7 @@ def listening(listener: Listener):
             _listeners.remove(listener)
 
 
-def emit(event: dict[str, Any]) -> None:
+def emit(event: Event) -> None:
     with _lock:
         targets = list(_listeners)
     for listener in targets:

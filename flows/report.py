@@ -9,6 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from docroute.flows.progress import Event, Planned
+from docroute.pipelines.batch import RunSummary
+
 
 class ProgressView:
     """Documents done out of planned, pages done, with the last file seen."""
@@ -31,20 +34,20 @@ class ProgressView:
     def __exit__(self, *exc):
         self.progress.stop()
 
-    def on_event(self, event: dict) -> None:
+    def on_event(self, event: Event) -> None:
         with self.lock:
-            if event["event"] == "planned":
-                note = f"{event['skipped']} already done" if event["skipped"] else ""
-                self.progress.update(self.task, total=event["todo"], last=note)
-            elif event["event"] == "document":
-                self.pages += event["pages"]
-                mark = "" if event["status"] == "ok" else f" [{event['status']}]"
-                self.progress.update(self.task, advance=1, pages=self.pages, last=event["file_name"] + mark)
+            if isinstance(event, Planned):
+                note = f"{event.skipped} already done" if event.skipped else ""
+                self.progress.update(self.task, total=event.todo, last=note)
+            else:
+                self.pages += event.pages
+                mark = "" if event.status == "ok" else f" [{event.status}]"
+                self.progress.update(self.task, advance=1, pages=self.pages, last=event.file_name + mark)
 
 
-def print_summary(console: Console, summary: dict, out: Path) -> None:
-    totals = summary["totals"]
-    table = Table(title=f"docroute run {summary['run_id']}", show_header=False)
+def print_summary(console: Console, summary: RunSummary, out: Path) -> None:
+    totals = summary.totals
+    table = Table(title=f"docroute run {summary.run_id}", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("documents processed", str(totals.documents))
@@ -52,13 +55,13 @@ def print_summary(console: Console, summary: dict, out: Path) -> None:
     table.add_row("  skipped (already done)", str(totals.skipped))
     if totals.duplicates:
         table.add_row("  duplicates (same bytes)", str(totals.duplicates))
-    if getattr(totals, "stale_schema", 0):
-        table.add_row(f"  kept: done under an older {summary['schema']} schema version",
+    if totals.stale_schema:
+        table.add_row(f"  kept: done under an older {summary.schema} schema version",
                       f"{totals.stale_schema} (--reprocess-schema redoes them)")
-    for run in summary.get("interrupted", ()):
+    for run in summary.interrupted:
         table.add_row(f"  resumed interrupted run {run['run_id']}",
                       f"{run['committed']} of {run['planned']} had been committed")
-    recovered = summary.get("recovered") or {}
+    recovered = summary.recovered
     if any(recovered.values()):
         table.add_row("  cleaned up after it", f"{recovered.get('recovered_orphan_parts', 0)} uncommitted part files, "
                       f"{recovered.get('recovered_tmp_files', 0)} temporary files")
@@ -68,13 +71,18 @@ def print_summary(console: Console, summary: dict, out: Path) -> None:
         table.add_row(f"    {reason}", str(n))
     table.add_row("documents needing review", str(totals.needs_review))
     table.add_row("fields needing review", str(totals.fields_review))
-    table.add_row("throughput", f"{summary['pages_per_s']:.2f} pages/s ({summary['elapsed_s']:.1f} s)")
+    table.add_row("VLM", summary.vlm)
+    if totals.vlm_unanswered:
+        table.add_row("  routed pages without a VLM answer", str(totals.vlm_unanswered))
+        for why, n in totals.vlm_why.most_common():
+            table.add_row(f"    {why}", str(n))
+    table.add_row("throughput", f"{summary.pages_per_s:.2f} pages/s ({summary.elapsed_s:.1f} s)")
     table.add_row("output", str(out))
-    table.add_row("report", summary.get("report", ""))
+    table.add_row("report", summary.report)
     console.print(table)
     for path, error in totals.failures:
         console.print(f"[yellow]{path}[/]: {error}")
-    schema = summary["schema"]
+    schema = summary.schema
     columns = "file_name, invoice_number, invoice_date, total, currency, needs_review" if schema == "invoice" else "*"
     console.print("\nQuery the results with DuckDB (the CLI is in the project's .venv/bin):")
     console.print(

@@ -1,6 +1,6 @@
 """VLM page budgets: per document (pure, in the routing policy) and per run (a shared ledger).
 
-Per document: ``RouterSettings.max_vlm_pages_per_document`` keeps the VLM for the most valuable
+Per document: ``RouterOptions.max_vlm_pages_per_document`` keeps the VLM for the most valuable
 routed pages of each document (:func:`docroute.pipelines.route.apply_budget`).
 
 Per run: documents are processed in parallel worker processes, so the run's budget is a small JSON
@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 
 from docroute.pipelines import route
-from docroute.pipelines.settings import RouterSettings, Settings
+from docroute.pipelines.context import RunContext
+from docroute.pipelines.route import RouterOptions
 from docroute.schemas import PageResult
 
 
@@ -71,23 +72,23 @@ class RunBudget:
         return json.loads(self.path.read_text(encoding="utf-8"))
 
 
-def with_run_budget(settings: Settings, out: Path, run_id: str) -> Settings:
-    """Settings whose router points at a fresh ledger for this run (unchanged when there is no run cap)."""
-    limit = settings.router.max_vlm_pages_per_run
+def run_context(router: RouterOptions, out: Path, run_id: str) -> RunContext:
+    """The run's context: with a fresh VLM page ledger when the run is capped."""
+    limit = router.max_vlm_pages_per_run
     if limit is None:
-        return settings
+        return RunContext(run_id=run_id)
     ledger = RunBudget.create(Path(out) / "_budget" / f"{run_id}.json", limit)
-    router = settings.router.model_copy(update={"run_budget_file": ledger.path.resolve()})
-    return settings.model_copy(update={"router": router})
+    return RunContext(run_id=run_id, budget_file=ledger.path.resolve())
 
 
-def apply_budgets(pages: list[PageResult], t: RouterSettings, doc_id: str) -> list[PageResult]:
-    """The document budget, then the run budget, on one document's routed pages."""
+def apply_budgets(pages: list[PageResult], t: RouterOptions, doc_id: str,
+                  budget_file: Path | None = None) -> list[PageResult]:
+    """The document budget, then the run budget (``budget_file``: the run's ledger), on one document."""
     decisions = route.apply_budget([p.decision for p in pages], t.max_vlm_pages_per_document, "document")
-    if t.run_budget_file is not None:
+    if budget_file is not None:
         wanted = len(route.rank(decisions))
         if wanted:
-            granted, limit = RunBudget(t.run_budget_file).reserve(doc_id, wanted)
+            granted, limit = RunBudget(budget_file).reserve(doc_id, wanted)
             decisions = route.apply_budget(decisions, granted, "run", note=f"run budget of {limit} VLM page(s): "
                                                                           f"{granted} left for this document")
     return [p if p.decision is d else p.model_copy(update={"decision": d}) for p, d in zip(pages, decisions, strict=True)]

@@ -15,8 +15,11 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+from docroute.extractors.document import DocumentHandle, SourceFile, open_handle
 
 SUPPORTED = {
     "application/pdf": "pdf",
@@ -36,15 +39,6 @@ class InputError(ValueError):
 
 class NotAFileError(OSError):
     """The path exists but is not a regular file (a FIFO, a socket, a device, a folder)."""
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    path: Path
-    doc_id: str
-    size_bytes: int
-    mime_type: str | None  # None: not a supported type (the error says what it looks like)
-    detected: str  # what the bytes look like, for error messages
 
 
 def display_path(path: Path | str) -> str:
@@ -208,7 +202,10 @@ def check_regular(path: Path) -> os.stat_result:
 
 
 def ingest(path: Path) -> SourceFile:
-    """Hash the bytes (doc_id = sha256) and detect the type from them, not from the name."""
+    """Hash the bytes (doc_id = sha256) and detect the type from them, not from the name.
+
+    A run does this once per file, when it plans; the planned :class:`SourceFile` travels with the
+    document to its worker."""
     check_regular(path)
     digest = hashlib.sha256()
     size = 0
@@ -227,3 +224,15 @@ def unreadable_id(path: Path) -> str:
     """A stable id for a file whose bytes cannot be read at all."""
     absolute = os.path.abspath(path)  # not resolve(): that raises on a symlink loop
     return hashlib.sha256(b"unreadable:" + os.fsencode(absolute)).hexdigest()
+
+
+@contextmanager
+def open_file(path: Path, passwords: Sequence[str] = ()) -> Iterator[DocumentHandle]:
+    """Ingest ``path`` and open it once (``inspect``, ``review``'s crops, tests): the pipeline's handle.
+
+    Raises :class:`InputError` for a file that is not a supported document type."""
+    src = ingest(Path(path))
+    if src.mime_type is None:
+        raise InputError(f"{display_path(path)}: not a PDF or image (the bytes look like {src.detected})")
+    with open_handle(src, passwords) as handle:
+        yield handle

@@ -1,6 +1,6 @@
 """PII redaction applied to a document's text, elements and extraction values before they are written.
 
-``redact(result, kinds)`` runs at the end of ``process_document`` (in the worker), so no unredacted
+``redact(result, options)`` runs at the end of ``process_document`` (in the worker), so no unredacted
 text reaches the sink, the progress events or the run summary. It replaces every detection (see
 ``pipelines/pii.py``) with its kind's token (``[EMAIL]``, ``[PHONE]``, ``[IBAN]``, ``[CARD]``,
 ``[SSN]``) in:
@@ -22,13 +22,37 @@ import json
 import re
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from docroute.pipelines import pii
 from docroute.schemas import DocumentResult, Element, Extraction, PageResult, Redaction, Word
 
 _TAG = re.compile(r"(<[^>]*>)")
 DEFAULT_PHONE_REGIONS = ("US", "GB", "DE", "FR")
+PiiKind = Literal["email", "phone", "iban", "card", "ssn"]
+
+
+class RedactOptions(BaseModel):
+    """Redaction's options, nested in Settings as ``redact`` (``--redact email,phone``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kinds: tuple[PiiKind, ...] = Field((), description="PII kinds to redact from text, elements and extracted values "
+                                        "before anything is written: email, phone, iban, card, ssn")
+    phone_regions: tuple[str, ...] = Field(DEFAULT_PHONE_REGIONS, description="regions whose national phone "
+                                           "formats are recognised (ISO 3166 codes); +NN numbers are recognised whatever the region")
+
+    @field_validator("kinds", "phone_regions", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """"email,phone" (CLI, environment) or a JSON list, as well as a list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return tuple(json.loads(value))
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
 
 Key = tuple[str, str, str, int | None, str | None]  # kind, table, column, page, ref
 
@@ -137,9 +161,9 @@ def _extraction(r: _Redactor, ex: Extraction) -> Extraction:
     return ex.model_copy(update={"data": data, "fields": fields, "raw_json": _raw_json(r, ex.raw_json, table)})
 
 
-def redact(result: DocumentResult, kinds: Sequence[str],
-           phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS) -> DocumentResult:
-    """Return ``result`` with the given PII kinds redacted and recorded. No kinds: unchanged."""
+def redact(result: DocumentResult, options: RedactOptions) -> DocumentResult:
+    """Return ``result`` with the PII kinds of ``options`` redacted and recorded. No kinds: unchanged."""
+    kinds, phone_regions = options.kinds, options.phone_regions
     if not kinds:
         return result
     r = _Redactor(kinds, phone_regions)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from docroute.pipelines.settings import Settings
+from docroute.schemas import BBox
 from docroute.schemas.contract import extraction_schema
 from docroute.schemas.registry import get_schema
 
@@ -96,38 +97,39 @@ def review_items(out: Path, schema_name: str, threshold: float) -> list[dict]:
     return items
 
 
-def _crop(source_path: str, page_number: int | None, box: tuple | None, target: Path) -> bool:
+def _crops(items: list[dict], target: Path, passwords: tuple[str, ...]) -> None:
+    """A PNG crop of each field's region (the whole page when it has no box): each document opened once."""
     from docroute.extractors import pdf
-    from docroute.pipelines.ingest import ingest
+    from docroute.pipelines.ingest import InputError, open_file
 
-    path = Path(source_path)
-    if not path.is_file():
-        return False
-    mime = ingest(path).mime_type
-    if mime is None:
-        return False
-    with pdf.open_document(path, mime) as doc:
-        page = doc.load_page((page_number or 1) - 1)
-        image = pdf.render(page, CROP_DPI, gray=False)
-    if box and None not in box:
-        s = CROP_DPI / 72.0
-        x0, y0, x1, y1 = box
-        image = image.crop((max(0, int((x0 - CROP_MARGIN) * s)), max(0, int((y0 - CROP_MARGIN) * s)),
-                            min(image.width, int((x1 + CROP_MARGIN) * s)), min(image.height, int((y1 + CROP_MARGIN) * s))))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    image.save(target)
-    return True
+    by_source: dict[str, list[dict]] = defaultdict(list)
+    for item in items:
+        by_source[item["source_path"]].append(item)
+    for source, its in by_source.items():
+        try:
+            with open_file(Path(source), passwords) as doc:
+                for item in its:
+                    number = item["page_number"] or 1
+                    box = (item["x0"], item["y0"], item["x1"], item["y1"])
+                    clip = None
+                    if None not in box:
+                        page = doc.page(number).rect
+                        clip = BBox(x0=max(0.0, box[0] - CROP_MARGIN), y0=max(0.0, box[1] - CROP_MARGIN),
+                                    x1=min(page.width, box[2] + CROP_MARGIN), y1=min(page.height, box[3] + CROP_MARGIN))
+                    crop = target / "crops" / f"{item['doc_id'][:16]}_{item['field']}.png"
+                    crop.parent.mkdir(parents=True, exist_ok=True)
+                    doc.render(number, CROP_DPI, clip=clip).save(crop)
+                    item["crop"] = str(crop.relative_to(target))
+        except (OSError, InputError, pdf.DocumentOpenError):
+            continue  # the source moved, or cannot be opened: its fields are exported without a crop
 
 
-def export(out: Path, target: Path, schema_name: str = "invoice", threshold: float = 0.6) -> list[dict]:
+def export(out: Path, target: Path, schema_name: str = "invoice", threshold: float = 0.6,
+           passwords: tuple[str, ...] = ()) -> list[dict]:
     """Write review.csv, review.jsonl and a PNG crop per field (the whole page when a field has no box)."""
     target.mkdir(parents=True, exist_ok=True)
     items = review_items(out, schema_name, threshold)
-    for item in items:
-        crop = target / "crops" / f"{item['doc_id'][:16]}_{item['field']}.png"
-        box = (item["x0"], item["y0"], item["x1"], item["y1"])
-        if _crop(item["source_path"], item["page_number"], box, crop):
-            item["crop"] = str(crop.relative_to(target))
+    _crops(items, target, passwords)
     with (target / "review.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=REVIEW_COLUMNS)
         writer.writeheader()
@@ -199,13 +201,13 @@ def export_finetune(out: Path, rows: list[dict], target: Path, schema_name: str 
     budget as the VLM stage renders them (``min_pixels``/``max_pixels`` ride along for the trainer's
     processor), the prompt the VLM stage sends with that many images, and as the target the JSON the
     constrained decoder writes (``structured.answer_text``). A row that grammar cannot write is skipped.
+    Encrypted sources open with ``settings``' passwords.
     """
-    from docroute.extractors import pdf
-    from docroute.extractors.vlm.images import budget_dpi
     from docroute.extractors.vlm.structured import answer_text, build_prompt
-    from docroute.pipelines.ingest import ingest
+    from docroute.pipelines.ingest import open_file
 
-    vlm = (settings or Settings()).vlm
+    settings = settings or Settings()
+    vlm = settings.vlm
     schema = get_schema(schema_name)
     docs = _documents(out)
     target.mkdir(parents=True, exist_ok=True)
@@ -220,13 +222,11 @@ def export_finetune(out: Path, rows: list[dict], target: Path, schema_name: str 
                 continue
             source = Path(docs[row["doc_id"]]["source_path"])
             images = []
-            with pdf.open_document(source, ingest(source).mime_type) as doc:
+            with open_file(source, settings.passwords()) as doc:
                 for i in range(min(doc.page_count, vlm.max_pages)):
-                    page = doc.load_page(i)
                     image_path = target / "images" / f"{row['doc_id'][:16]}_p{i + 1}.png"
                     image_path.parent.mkdir(parents=True, exist_ok=True)
-                    dpi = budget_dpi(page.rect.width, page.rect.height, vlm.max_pixels)
-                    pdf.render(page, dpi, gray=False).save(image_path)
+                    doc.render_at_budget(i + 1, vlm.max_pixels).save(image_path)
                     images.append(str(image_path.relative_to(target)))
             prompt = build_prompt(schema, n_images=len(images))
             record = {

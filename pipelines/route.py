@@ -5,7 +5,7 @@ rule decides ``vlm`` or ``layout`` and says why; a page goes to the VLM when any
 Every candidate is kept in the decision, routed or not, with a stable address (``p3/table/2``) so
 that a person tuning thresholds sees what was considered as well as what was sent.
 
-Rules (thresholds in :class:`~docroute.pipelines.settings.RouterSettings`):
+Rules (thresholds in :class:`RouterOptions`):
 
 - ``handwriting``: an ink annotation with no text under it; pen strokes, a signature image, or a block
   of unread, irregular ink on a page image scoring at least ``handwriting_score_min``.
@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from docroute.pipelines.settings import RouterSettings
+from pydantic import BaseModel, ConfigDict, Field
+
 from docroute.schemas import BBox, Region, RouteDecision, RoutedRegion
 
 POLICY_VERSION = "2"
@@ -35,7 +36,26 @@ REASON_OF_KIND = {"handwriting": "handwriting", "table": "complex_table", "chart
 BUDGET_REASON = "budget_exceeded"
 
 
-def _handwriting(r: Region, t: RouterSettings) -> tuple[bool, str]:
+class RouterOptions(BaseModel):
+    """Thresholds of the routing policy, nested in Settings as ``router`` (``DOCROUTE_ROUTER__CHART_SCORE_MIN``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ocr_mean_conf_min: float = Field(0.66, ge=0, le=1, description="scan pages under this mean word confidence go to the VLM")
+    ocr_p10_conf_min: float = Field(0.20, ge=0, le=1, description="...or under this 10th-percentile word confidence")
+    ocr_min_words: int = Field(5, ge=0, description="a scan with ink but fewer OCR words than this is unreadable")
+    ocr_unread_print_max: float = Field(0.35, ge=0, le=1, description="...or with more than this share of its text-sized ink in print OCR left unread")
+    ink_annotations_min: int = Field(1, ge=1, description="ink annotations (with no text under them) that make a region handwriting")
+    handwriting_score_min: float = Field(0.5, ge=0, le=1, description="pen strokes, signature images and unread irregular ink above this score are handwriting")
+    table_header_spans_min: int = Field(1, ge=1, description="spanning (grouping) header cells that make a table complex")
+    table_spans_min: int = Field(3, ge=1, description="spanning cells anywhere that make a table complex")
+    chart_score_min: float = Field(0.6, ge=0, le=1, description="chart score (vector axes or raster figure) above which a region is a chart")
+    page_share_for_whole_page: float = Field(0.5, ge=0, le=1, description="send the whole page, not crops, when routed regions cover more than this share of it")
+    max_vlm_pages_per_document: int | None = Field(None, ge=0, description="VLM pages per document at most; the most valuable pages go first (None: no cap)")
+    max_vlm_pages_per_run: int | None = Field(None, ge=0, description="VLM pages per run at most, granted to documents as they finish routing (None: no cap)")
+
+
+def _handwriting(r: Region, t: RouterOptions) -> tuple[bool, str]:
     ev = r.evidence
     if r.source.endswith("ink_annotation"):
         n, under = int(ev.get("ink_annotations", 0)), ev.get("text_under", 0.0)
@@ -47,7 +67,7 @@ def _handwriting(r: Region, t: RouterSettings) -> tuple[bool, str]:
     return False, f"{r.note} (score {r.score:.2f} < {t.handwriting_score_min:.2f})"
 
 
-def _complex_table(r: Region, t: RouterSettings) -> tuple[bool, str]:
+def _complex_table(r: Region, t: RouterOptions) -> tuple[bool, str]:
     ev = r.evidence
     head = int(ev.get("spanning_header_cells", 0) + ev.get("ruled_header_spanning_cells", 0))
     spans = int(ev.get("ruled_spanning_cells", 0))
@@ -59,12 +79,12 @@ def _complex_table(r: Region, t: RouterSettings) -> tuple[bool, str]:
     return False, f"plain table: {shape}, {head} spanning header cell(s), {spans} spanning cell(s)"
 
 
-def _chart(r: Region, t: RouterSettings) -> tuple[bool, str]:
+def _chart(r: Region, t: RouterOptions) -> tuple[bool, str]:
     cmp = ">=" if r.score >= t.chart_score_min else "<"
     return r.score >= t.chart_score_min, f"{r.note} (score {r.score:.2f} {cmp} {t.chart_score_min:.2f})"
 
 
-def low_ocr(s: dict[str, float], t: RouterSettings, chart_share: float = 0.0) -> tuple[bool, float, str]:
+def low_ocr(s: dict[str, float], t: RouterOptions, chart_share: float = 0.0) -> tuple[bool, float, str]:
     """The page-level OCR rule: (fires, score, why)."""
     if s.get("has_text_layer", 1):
         return False, 0.0, "the page has a text layer"
@@ -111,7 +131,7 @@ def _union_share(boxes: Sequence[BBox], width: float, height: float) -> float:
     return len(cells) / (n * n)
 
 
-def decide(signals: dict[str, float], thresholds: RouterSettings, regions: Sequence[Region] = (),
+def decide(signals: dict[str, float], thresholds: RouterOptions, regions: Sequence[Region] = (),
            page_number: int | None = None) -> RouteDecision:
     """Route one page from its signals and candidate regions."""
     t = thresholds

@@ -7,78 +7,37 @@ own, so :func:`load_settings` checks them).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from docroute.extractors.layout import LayoutOptions
+from docroute.extractors.ocr import OcrOptions
+from docroute.extractors.vlm.base import VlmOptions
+from docroute.pipelines.redact import RedactOptions
+from docroute.pipelines.route import RouterOptions
+
 ENV_PREFIX = "DOCROUTE_"
 CONFIG_ENV = "DOCROUTE_CONFIG"
 
 
-class RouterSettings(BaseModel):
-    """Thresholds of the routing policy (see pipelines/route.py)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    ocr_mean_conf_min: float = Field(0.66, ge=0, le=1, description="scan pages under this mean word confidence go to the VLM")
-    ocr_p10_conf_min: float = Field(0.20, ge=0, le=1, description="...or under this 10th-percentile word confidence")
-    ocr_min_words: int = Field(5, ge=0, description="a scan with ink but fewer OCR words than this is unreadable")
-    ocr_unread_print_max: float = Field(0.35, ge=0, le=1, description="...or with more than this share of its text-sized ink in print OCR left unread")
-    ink_annotations_min: int = Field(1, ge=1, description="ink annotations (with no text under them) that make a region handwriting")
-    handwriting_score_min: float = Field(0.5, ge=0, le=1, description="pen strokes, signature images and unread irregular ink above this score are handwriting")
-    table_header_spans_min: int = Field(1, ge=1, description="spanning (grouping) header cells that make a table complex")
-    table_spans_min: int = Field(3, ge=1, description="spanning cells anywhere that make a table complex")
-    chart_score_min: float = Field(0.6, ge=0, le=1, description="chart score (vector axes or raster figure) above which a region is a chart")
-    page_share_for_whole_page: float = Field(0.5, ge=0, le=1, description="send the whole page, not crops, when routed regions cover more than this share of it")
-    max_vlm_pages_per_document: int | None = Field(None, ge=0, description="VLM pages per document at most; the most valuable pages go first (None: no cap)")
-    max_vlm_pages_per_run: int | None = Field(None, ge=0, description="VLM pages per run at most, granted to documents as they finish routing (None: no cap)")
-    run_budget_file: Path | None = Field(None, description="set by the flow, not by hand: the run's VLM page ledger (pipelines/budget.py)")
-
-
-class VlmSettings(BaseModel):
-    """Options of the VLM backends (extractors/vlm); the backend and model are ``vlm_backend``/``vlm_model``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_pixels: int = Field(256 * 28 * 28, ge=1, description="smallest image area sent (pixels); smaller images are upscaled")
-    max_pixels: int = Field(1280 * 28 * 28, ge=1, description="largest image area sent (pixels): image tokens are the cost")
-    max_new_tokens: int = Field(2048, ge=8, description="output budget per call; a cut-off answer is retried once with twice this")
-    timeout_s: float = Field(120.0, gt=0, description="per call (a transformers batch, or one server request)")
-    batch_size: int = Field(4, ge=1, description="requests decoded together by the transformers backend")
-    max_pages: int = Field(4, ge=1, description="pages of one document sent together when its schema spans pages")
-    max_string_chars: int = Field(300, ge=1, description="longest string value the grammar admits")
-    max_list_items: int = Field(1000, ge=0, description="most items of a list (line items, cells) the grammar admits (0: no bound)")
-    loop_window: int = Field(64, ge=0, description="stop a sequence whose last N tokens repeat with a short period (0: off)")
-    device: str = Field("auto", description="transformers backend: auto (cuda when available), cpu, cuda, cuda:1 ...")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field("auto", description="auto: bfloat16 on cuda, float32 on CPU")
-    server_url: str = Field("http://127.0.0.1:8000/v1", description="openai backend: the server's base URL")
-    api_key_env: str = Field("VLLM_API_KEY", description="openai backend: environment variable holding the API key")
-    concurrency: int = Field(8, ge=1, description="openai backend: requests in flight per worker process")
-    retries: int = Field(3, ge=0, description="openai backend: retries of connection errors, 429 and 5xx, with backoff")
-
-
-PiiKind = Literal["email", "phone", "iban", "card", "ssn"]
-
-
 class Settings(BaseSettings):
+    """Every setting of a run. Each stage's options are nested under its name and owned by its engine:
+    ``layout`` (extractors/layout.py), ``ocr`` (extractors/ocr.py), ``router`` (pipelines/route.py),
+    ``vlm`` (extractors/vlm/base.py), ``redact`` (pipelines/redact.py). Runtime state (the run id, the
+    run's VLM page ledger) is not a setting: it travels in a ``RunContext`` (pipelines/context.py)."""
+
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True)
 
     schema_name: str = Field("invoice", description="target schema: a built-in name or module:Class")
-    parser: Literal["pymupdf", "unstructured"] = "pymupdf"
-    layout_model: Literal["off", "auto", "on"] = Field(
-        "auto", description="PyMuPDF's offline layout model: 'auto' runs it only on pages with large pictures "
-        "or heavy vector graphics and no ruled table (it costs 0.3-0.9 s a page)",
-    )
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1,
                          description="documents in parallel; with runner 'dask' and no address, the LocalCluster's worker processes")
     runner: Literal["threads", "dask"] = Field(
@@ -88,8 +47,6 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(None, description="runner 'dask': the scheduler to use (tcp://host:8786); "
                                      "None starts a LocalCluster for the run")
     force: bool = Field(False, description="reprocess documents already done")
-    ocr_languages: tuple[str, ...] = ("eng",)
-    ocr_timeout_s: float = Field(120.0, gt=0)
     document_timeout_s: float = Field(600.0, gt=0, description="a document taking longer becomes a failed row")
     worker_memory_mb: int = Field(
         3072, ge=0, description="memory each worker process may allocate beyond what it holds after loading its "
@@ -99,31 +56,26 @@ class Settings(BaseSettings):
     password_file: Path | None = Field(
         None, description="file of passwords, one per line, tried on encrypted PDFs (only the path is recorded)"
     )
-    vlm_backend: Literal["none", "transformers", "openai"] = Field(
-        "none", description="'none': routed pages keep their layout result; 'transformers': a local model folder; "
-        "'openai': an OpenAI-compatible server (vLLM, SGLang) at vlm.server_url",
-    )
-    vlm_model: str | None = Field(None, description="transformers: local folder of the VLM (never a hub); "
-                                  "openai: the served model name (default: the server's first model)")
-    vlm: VlmSettings = VlmSettings()
-    redact: Annotated[tuple[PiiKind, ...], NoDecode] = Field(
-        (), description="PII kinds to redact from text, elements and extracted values before anything is "
-        "written: email, phone, iban, card, ssn (a comma-separated string is accepted)",
-    )
-    redact_phone_regions: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("US", "GB", "DE", "FR"), description="regions whose national phone formats are recognised "
-        "(ISO 3166 codes); international +NN numbers are recognised whatever the region",
-    )
-    router: RouterSettings = RouterSettings()
+    layout: LayoutOptions = LayoutOptions()
+    ocr: OcrOptions = OcrOptions()
+    router: RouterOptions = RouterOptions()
+    vlm: VlmOptions = VlmOptions()
+    redact: RedactOptions = RedactOptions()
 
-    @field_validator("redact", "redact_phone_regions", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        if isinstance(value, str):  # "email,phone" (CLI, environment) or a JSON list
-            if value.lstrip().startswith("["):
-                return tuple(json.loads(value))
-            return tuple(v.strip() for v in value.split(",") if v.strip())
-        return value
+    def _short_names(cls, data: Any) -> Any:
+        """The short names (CLI flags, ``DOCROUTE_VLM_MODEL``) into their stage's options."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for short, (section, key) in SHORT_NAMES.items():
+            if short in data and not (short == "redact" and isinstance(data[short], dict | BaseModel)):
+                value = data.pop(short)
+                nested = data.get(section) or {}
+                nested = nested.model_dump(exclude_unset=True) if isinstance(nested, BaseModel) else dict(nested)
+                data[section] = {key: value, **nested}  # the nested name wins over the short one
+        return data
 
     @model_validator(mode="after")
     def _address_needs_dask(self) -> Settings:
@@ -147,7 +99,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _ShortEnvSource(settings_cls)]
         toml = config_file()
         if toml is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
@@ -156,6 +108,29 @@ class Settings(BaseSettings):
 
 class SettingsError(ValueError):
     pass
+
+
+# Short names accepted beside the nested ones: as keyword arguments (CLI flags), in the TOML file and,
+# for the VLM pair the README shows, in the environment (DOCROUTE_VLM_MODEL, DOCROUTE_VLM_BACKEND).
+SHORT_NAMES = {
+    "parser": ("layout", "parser"), "layout_model": ("layout", "model"),
+    "ocr_languages": ("ocr", "languages"), "ocr_timeout_s": ("ocr", "timeout_s"),
+    "vlm_backend": ("vlm", "backend"), "vlm_model": ("vlm", "model"),
+    "redact": ("redact", "kinds"), "redact_phone_regions": ("redact", "phone_regions"),
+}
+SHORT_ENV = ("vlm_backend", "vlm_model")
+
+
+class _ShortEnvSource(PydanticBaseSettingsSource):
+    """``DOCROUTE_VLM_MODEL`` / ``DOCROUTE_VLM_BACKEND``: read as ``vlm.model`` / ``vlm.backend``."""
+
+    def get_field_value(self, field, field_name):  # the whole source is read by __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {name: os.environ[ENV_PREFIX + name.upper()] for name in SHORT_ENV
+                 if ENV_PREFIX + name.upper() in os.environ}
+        return {"vlm": {SHORT_NAMES[name][1]: value for name, value in found.items()}} if found else {}
 
 
 def config_file() -> Path | None:
@@ -170,7 +145,7 @@ def config_file() -> Path | None:
 
 
 def _check_environment(env: dict[str, str]) -> None:
-    known = {name.upper() for name in Settings.model_fields}
+    known = {name.upper() for name in Settings.model_fields} | {name.upper() for name in SHORT_ENV}
     for key in env:
         if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
             continue

@@ -191,12 +191,6 @@ class ParquetSink:
         return {r["doc_id"]: Committed(r["status"], r["pipeline_version"], r["schema_name"], r["schema_version"])
                 for r in rows}
 
-    def done(self, pipeline_version: str) -> dict[str, str]:
-        """doc_id -> status of documents already committed with this pipeline and schema version."""
-        key = (pipeline_version, self.schema.schema_name, self.schema.schema_version)
-        return {d: c.status for d, c in self.committed().items()
-                if (c.pipeline_version, c.schema_name, c.schema_version) == key}
-
     def recover(self) -> dict[str, int]:
         """Delete what a killed run left half-written; call only while holding :func:`output_lock`.
 

@@ -26,14 +26,12 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from docroute.extractors.document import DocumentHandle
 from docroute.extractors.vlm import VlmOptions, VlmRequest, VlmResult, get_backend
-from docroute.pipelines.ingest import SourceFile
-from docroute.pipelines.settings import Settings
 from docroute.schemas import BBox, Element, Extraction, FieldValue, PageResult
 from docroute.schemas.targets import ChartData, HandwrittenText, Table, TargetSchema
 
@@ -53,8 +51,6 @@ HINTS = {
     "handwriting": "The image holds handwriting: transcribe it line by line.",
 }
 CROP_MARGIN_PT = 12.0
-MAX_RENDER_DPI = 300.0
-MIN_RENDER_DPI = 30.0
 UNKNOWN_CONFIDENCE = 0.5
 # how bad a status is, for the status of a page covered by several requests
 SEVERITY = {"not_routed": 0, "ok": 1, "invalid": 2, "truncated": 3, "timeout": 4, "failed": 5, "unavailable": 6}
@@ -78,17 +74,6 @@ class _Planned:
     bbox: BBox | None = None  # None: whole pages
     element_id: str | None = None  # the element whose table_html a Table result replaces
     address: str | None = None
-
-
-def options_from(settings: Settings) -> VlmOptions:
-    v = settings.vlm
-    return VlmOptions(
-        model=settings.vlm_model, min_pixels=min(v.min_pixels, v.max_pixels), max_pixels=v.max_pixels,
-        max_new_tokens=v.max_new_tokens, timeout_s=v.timeout_s, batch_size=v.batch_size,
-        max_string_chars=v.max_string_chars, max_list_items=v.max_list_items, loop_window=v.loop_window,
-        device=v.device, dtype=v.dtype,
-        server_url=v.server_url, api_key_env=v.api_key_env, concurrency=v.concurrency, retries=v.retries,
-    )
 
 
 def _pad(b: BBox, page: PageResult) -> BBox:
@@ -174,40 +159,9 @@ def plan(pages: Sequence[PageResult], schema: type[TargetSchema], layout_fields:
     return planned
 
 
-def _dpi(width_pt: float, height_pt: float, max_pixels: int) -> float:
-    area = max(1.0, (width_pt / 72.0) * (height_pt / 72.0))
-    return float(min(MAX_RENDER_DPI, max(MIN_RENDER_DPI, math.sqrt(max_pixels / area))))
-
-
-def render_requests(src: SourceFile, planned: Sequence[_Planned], settings: Settings) -> list[tuple[Image.Image, ...]]:
-    """Render each request's pages (or crops) at the pixel budget: one image per page or region."""
-    from docroute.extractors import pdf
-
-    budget = settings.vlm.max_pixels
-    cache: dict[tuple[int, float], Image.Image] = {}
-    out: list[tuple[Image.Image, ...]] = []
-    with pdf.open_document(src.path, src.mime_type or "", settings.passwords()) as doc:
-        def page_image(n: int, dpi: float) -> Image.Image:
-            key = (n, round(dpi, 1))
-            if key not in cache:
-                cache[key] = pdf.render(doc.load_page(n - 1), key[1], gray=False)
-            return cache[key]
-
-        for req in planned:
-            images = []
-            for n in req.page_numbers:
-                rect = doc.load_page(n - 1).rect
-                if req.bbox is None:
-                    images.append(page_image(n, _dpi(rect.width, rect.height, budget)))
-                    continue
-                dpi = _dpi(req.bbox.width, req.bbox.height, budget)
-                img = page_image(n, dpi)
-                s = round(dpi, 1) / 72.0
-                box = (int(req.bbox.x0 * s), int(req.bbox.y0 * s), int(math.ceil(req.bbox.x1 * s)),
-                       int(math.ceil(req.bbox.y1 * s)))
-                images.append(img.crop(box))
-            out.append(tuple(images))
-    return out
+def render_requests(doc: DocumentHandle, planned: Sequence[_Planned], max_pixels: int) -> list[tuple[Image.Image, ...]]:
+    """Each request's pages (or crops) at the pixel budget, from the document's render cache."""
+    return [tuple(doc.render_at_budget(n, max_pixels, req.bbox) for n in req.page_numbers) for req in planned]
 
 
 def table_html(data: dict[str, Any]) -> str:
@@ -261,26 +215,28 @@ def _worst(statuses: Sequence[str]) -> str:
 
 
 def run_vlm_stage(
-    src: SourceFile, pages: list[PageResult], schema: type[TargetSchema], settings: Settings,
+    doc: DocumentHandle, pages: list[PageResult], schema: type[TargetSchema], options: VlmOptions,
     layout_fields: dict[str, FieldValue] | None = None,
 ) -> VlmStageResult:
     routed = [p.page_number for p in pages if p.decision.route == "vlm"]
     if not routed:
         return VlmStageResult(pages=pages, status="not_routed")
-    if settings.vlm_backend == "none":
+    backend_name = options.resolved_backend()
+    if backend_name == "none":
         result = get_backend("none").extract([], schema, prompt="")
         pages = [p.model_copy(update={"vlm_status": result.status}) if p.page_number in routed else p for p in pages]
-        return VlmStageResult(pages=pages, status=result.status, model=result.model)
+        return VlmStageResult(pages=pages, status=result.status, model=result.model,
+                              raw={"status": result.status, "error": options.why_none()})
 
-    planned = plan(pages, schema, layout_fields, settings.vlm.max_pages)
+    planned = plan(pages, schema, layout_fields, options.max_pages)
     try:
-        backend = get_backend(settings.vlm_backend, options_from(settings))
-        images = render_requests(src, planned, settings)
+        backend = get_backend(backend_name, options)
+        images = render_requests(doc, planned, options.max_pixels)
         requests = [VlmRequest(images=imgs, schema=req.schema, tag=req.address or req.kind,
                                prompt=_prompt(req, len(imgs))) for req, imgs in zip(planned, images, strict=True)]
         results = backend.extract_batch(requests)
     except Exception as exc:  # the layout result stays; the document says why the VLM did not help
-        log.warning("VLM stage failed for %s: %s: %s", src.path, type(exc).__name__, exc)
+        log.warning("VLM stage failed for %s: %s: %s", doc.source.path, type(exc).__name__, exc)
         error = f"{type(exc).__name__}: {exc}"
         pages = [p.model_copy(update={"vlm_status": "failed"}) if p.page_number in routed else p for p in pages]
         return VlmStageResult(pages=pages, status="failed", raw={"status": "failed", "error": error})

@@ -211,7 +211,7 @@ def test_unstructured_parser_end_to_end(prefect_api, tmp_path):
     plain = by_file["plain_text.pdf"]
     assert {"title", "text"} <= {k for k, _, _ in plain}, "offline NLP classifies prose and headings"
     assert all(s == "unstructured:fast" for _, _, s in plain)
-    assert all(s == "unstructured:ocr_only" for _, _, s in by_file["invoice_photo.png"])
+    assert all(s == "unstructured:ocr" for _, _, s in by_file["invoice_photo.png"])  # the page step's OCR words
     text = " ".join(t for _, t, _ in by_file["invoice_photo.png"])
     assert EXPECTED["invoice_photo.png"]["invoice"]["invoice_number"] in text
     # fields and routing come from the page reading, whatever the element engine

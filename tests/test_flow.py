@@ -20,9 +20,9 @@ def test_flow_runs_one_task_per_document_and_records_the_run(prefect_api, tmp_pa
     for name in ("invoice_ruled.pdf", "invoice_unruled.pdf", "broken_empty.pdf"):
         shutil.copy(SAMPLES / name, folder / name)
     summary = run_extract(str(folder), str(tmp_path / "out"), Settings(workers=2))
-    totals = summary["totals"]
+    totals = summary.totals
     assert (totals.documents, totals.ok, totals.failed) == (3, 2, 1)
-    assert summary["counts"]["pages"] == 2
+    assert summary.run["counts"]["pages"] == 2
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(limit=50)

@@ -19,26 +19,26 @@ from docroute.pipelines.settings import Settings
 from conftest import SAMPLES
 
 
-def die(path: Path, settings: Settings):
+def die(path: Path, settings: Settings, context=None):
     os.kill(os.getpid(), signal.SIGKILL)  # as a segfault or the OOM killer would
 
 
-def hang(path: Path, settings: Settings):
+def hang(path: Path, settings: Settings, context=None):
     time.sleep(600)
 
 
-def balloon(path: Path, settings: Settings):
+def balloon(path: Path, settings: Settings, context=None):
     chunks = []
     for _ in range(64):  # 64 x 64 MB = 4 GB, well over the limit
         chunks.append(bytearray(64 << 20))
     return chunks
 
 
-def explode(path: Path, settings: Settings):
+def explode(path: Path, settings: Settings, context=None):
     raise RuntimeError("an engine bug that escaped process_document")
 
 
-def worker_pid(path: Path, settings: Settings) -> int:
+def worker_pid(path: Path, settings: Settings, context=None) -> int:
     return os.getpid()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from docroute.pipelines import pii
 from docroute.pipelines.process import process_document
-from docroute.pipelines.redact import redact
+from docroute.pipelines.redact import RedactOptions, redact
 from docroute.pipelines.settings import Settings
 from docroute.pipelines.sink import ParquetSink, read_tables
 
@@ -127,21 +127,21 @@ def test_redaction_reaches_nested_values_raw_json_and_provenance():
                           size_bytes=1, n_pages=1),
         status="ok", extractions=(ex,), processed_at=datetime.now(UTC), pipeline_version="t",
     )
-    red = redact(result, ["phone", "iban"]).extractions[0]
+    red = redact(result, RedactOptions(kinds=("phone", "iban"))).extractions[0]
     assert red.data["vendor_address"] == "1 Main St, call [PHONE]"
     assert red.data["line_items"][0]["description"] == "refund to [IBAN]"
     assert red.data["total"] == Decimal("12.50")
     assert red.fields["vendor_address"].raw_text == "call [PHONE]"
     assert red.fields["vendor_address"].value == "1 Main St, call [PHONE]"
     assert "415" not in red.raw_json and json.loads(red.raw_json)["layout"]["total"] == "12.50"
-    recs = {(r.table, r.column, r.ref) for r in redact(result, ["phone", "iban"]).redactions}
+    recs = {(r.table, r.column, r.ref) for r in redact(result, RedactOptions(kinds=("phone", "iban"))).redactions}
     assert ("extractions/invoice", "line_items", "line_items[1].description") in recs
     assert ("extractions/invoice", "field_provenance.raw_text", "vendor_address") in recs
     assert ("extractions/invoice", "raw_json", "$.layout.vendor_address") in recs
 
 
 def test_redact_setting_accepts_a_comma_list_and_rejects_unknown_kinds():
-    assert Settings(redact="email, iban").redact == ("email", "iban")
+    assert Settings(redact="email, iban").redact.kinds == ("email", "iban")
     with pytest.raises(ValueError):
         Settings(redact="email,passport")
 

@@ -108,7 +108,7 @@ def test_a_finetune_record_is_the_task_inference_poses(sample_run, tmp_path):
     from docroute.extractors.vlm import get_backend
     from docroute.extractors.vlm.structured import generation_schema, parse_and_validate
     from docroute.pipelines import vlm_stage
-    from docroute.pipelines.ingest import ingest
+    from docroute.pipelines.ingest import open_file
     from docroute.pipelines.settings import Settings
     from docroute.pipelines.validate import jsonable
 
@@ -132,7 +132,8 @@ def test_a_finetune_record_is_the_task_inference_poses(sample_run, tmp_path):
     assert n == 2 and [c["type"] for c in user["content"]] == ["image", "image", "text"]
     planned = vlm_stage._Planned("document", Invoice, tuple(range(1, n + 1)))
     assert user["content"][-1]["text"] == vlm_stage._prompt(planned, n)
-    sent = vlm_stage.render_requests(ingest(SAMPLES / "invoice_two_page.pdf"), [planned], settings)[0]
+    with open_file(SAMPLES / "invoice_two_page.pdf") as doc:
+        sent = vlm_stage.render_requests(doc, [planned], settings.vlm.max_pixels)[0]
     for rel, image in zip(record["images"], sent, strict=True):
         exported = Image.open(tmp_path / "ft" / rel).convert("RGB")
         assert exported.size == image.size and exported.tobytes() == image.tobytes()

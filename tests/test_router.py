@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from datetime import UTC, datetime
@@ -13,16 +14,18 @@ import pytest
 
 from docroute.extractors import detect, layout_pymupdf, pdf
 from docroute.pipelines import route
-from docroute.pipelines.budget import RunBudget, apply_budgets, with_run_budget
+from docroute.pipelines.budget import RunBudget, apply_budgets, run_context
+from docroute.pipelines.ingest import open_file
 from docroute.pipelines.process import process_document, process_page
-from docroute.pipelines.settings import RouterSettings, Settings
+from docroute.pipelines.route import RouterOptions
+from docroute.pipelines.settings import Settings
 from docroute.pipelines.sink import page_rows
 from docroute.schemas import BBox, Document, DocumentResult, Region
 from docroute.schemas.contract import PAGES
 
 from conftest import REALDOCS, SAMPLES
 
-T = RouterSettings()
+T = RouterOptions()
 PAGE = {"page_width": 600.0, "page_height": 800.0, "has_text_layer": 1.0}
 
 
@@ -41,7 +44,8 @@ def _digital(name: str, index: int = 0):
         page = doc.load_page(index)
         content = pdf.read_page(page, index + 1)
         parsed = layout_pymupdf.parse_page(page, content, content.words, ocr=False)
-        found = detect.detect_page(content, parsed, render=detect.clip_renderer(page))
+        found = detect.detect_page(content, parsed, render=lambda box, dpi: pdf.render(page, dpi, gray=False, clip=box,
+                                                                                      annots=False))
     return content, parsed, found
 
 
@@ -60,7 +64,7 @@ def test_policy_is_pure_versioned_and_page_routes_when_any_region_does():
     assert by_address["p3/chart/1"].route == "layout" and "< 0.60" in by_address["p3/chart/1"].why
     assert a.vlm_scope == "regions" and "p3/table/1" in a.explanation
     # thresholds are settings: a stricter header rule leaves the table on the layout route
-    strict = route.decide(PAGE, RouterSettings(table_header_spans_min=3), regions, 3)
+    strict = route.decide(PAGE, RouterOptions(table_header_spans_min=3), regions, 3)
     assert strict.route == "layout" and strict.reasons == () and strict.explanation == "no routing rule fired"
 
 
@@ -77,7 +81,7 @@ def test_whole_page_goes_when_routed_regions_cover_most_of_it():
     assert route.decide(PAGE, T, [_chart(0.9)], 1).vlm_scope == "page"
     small = route.decide(PAGE, T, [_chart(0.9, (50, 50, 250, 200))], 1)
     assert small.route == "vlm" and small.vlm_scope == "regions"
-    assert route.decide(PAGE, RouterSettings(page_share_for_whole_page=0.01), [_chart(0.9, (50, 50, 250, 200))], 1).vlm_scope == "page"
+    assert route.decide(PAGE, RouterOptions(page_share_for_whole_page=0.01), [_chart(0.9, (50, 50, 250, 200))], 1).vlm_scope == "page"
 
 
 def test_low_ocr_confidence_is_page_level_and_a_routed_chart_explains_missing_words():
@@ -91,7 +95,7 @@ def test_low_ocr_confidence_is_page_level_and_a_routed_chart_explains_missing_wo
     assert text.route == "layout" and "routed chart" in text.why
     unread = {**scan, "ocr_words": 80.0, "ocr_mean_conf": 0.9, "ocr_p10_conf": 0.8, "ocr_unread_print": 0.6}
     assert route.decide(unread, T, [], 1).reasons == ("low_ocr_confidence",)
-    assert route.decide(unread, RouterSettings(ocr_unread_print_max=0.7), [], 1).route == "layout"
+    assert route.decide(unread, RouterOptions(ocr_unread_print_max=0.7), [], 1).route == "layout"
 
 
 # --- budgets -------------------------------------------------------------------------------------
@@ -122,9 +126,12 @@ def test_run_budget_ledger_is_shared_by_worker_processes(tmp_path):
     assert sum(grants) == 5 and max(grants) <= 3, grants
     assert ledger.state()["spent"] == 5
     assert ledger.reserve("doc0", 3)[0] == grants[0], "a retried document gets its earlier grant back"
-    settings = with_run_budget(Settings(workers=1, router=RouterSettings(max_vlm_pages_per_run=4)), tmp_path, "r1")
-    assert settings.router.run_budget_file == (tmp_path / "_budget" / "r1.json").resolve()
-    assert with_run_budget(Settings(workers=1), tmp_path, "r2").router.run_budget_file is None
+    context = run_context(RouterOptions(max_vlm_pages_per_run=4), tmp_path, "r1")
+    assert context.budget_file == (tmp_path / "_budget" / "r1.json").resolve() and context.run_id == "r1"
+    assert run_context(RouterOptions(), tmp_path, "r2").budget_file is None
+    settings = Settings(workers=1, router=RouterOptions(max_vlm_pages_per_run=4))
+    assert "budget" not in json.dumps(settings.model_dump(mode="json")).replace("max_vlm_pages", ""), \
+        "runtime state stays out of the settings (and so out of runs.config)"
 
 
 def test_process_document_applies_document_and_run_budgets(tmp_path):
@@ -138,16 +145,15 @@ def test_process_document_applies_document_and_run_budgets(tmp_path):
     merged.save(path)
     open_doc = process_document(path, Settings(workers=1))
     assert [p.decision.route for p in open_doc.pages] == ["vlm", "vlm", "vlm", "layout"]
-    capped = process_document(path, Settings(workers=1, router=RouterSettings(max_vlm_pages_per_document=1)))
+    capped = process_document(path, Settings(workers=1, router=RouterOptions(max_vlm_pages_per_document=1)))
     routes = [p.decision.route for p in capped.pages]
     assert routes.count("vlm") == 1
     left = [p for p in capped.pages if "budget_exceeded" in p.decision.reasons]
     assert len(left) == 2 and all(p.decision.route == "layout" for p in left)
     # the run budget: the first document takes what is left, the second gets none
     ledger = RunBudget.create(tmp_path / "ledger.json", 2)
-    t = RouterSettings(run_budget_file=ledger.path)
-    first = apply_budgets(list(open_doc.pages), t, "doc-a")
-    second = apply_budgets(list(open_doc.pages), t, "doc-b")
+    first = apply_budgets(list(open_doc.pages), RouterOptions(), "doc-a", ledger.path)
+    second = apply_budgets(list(open_doc.pages), RouterOptions(), "doc-b", ledger.path)
     assert [p.decision.route for p in first].count("vlm") == 2
     assert [p.decision.route for p in second].count("vlm") == 0
     assert "run budget of 2 VLM page(s): 0 left" in second[0].decision.explanation
@@ -156,8 +162,8 @@ def test_process_document_applies_document_and_run_budgets(tmp_path):
 # --- the pages table -----------------------------------------------------------------------------
 
 def test_pages_table_carries_route_regions_with_global_addresses():
-    with pdf.open_document(SAMPLES / "chart.pdf", "application/pdf") as doc:
-        result, _ = process_page(doc.load_page(0), 1, Settings(workers=1))
+    with open_file(SAMPLES / "chart.pdf") as doc:
+        result, _ = process_page(doc, 1, Settings(workers=1))
     doc_result = DocumentResult(
         document=Document(doc_id="abc123", source_path="chart.pdf", file_name="chart.pdf", mime_type="application/pdf",
                           size_bytes=1, n_pages=1),
@@ -210,7 +216,8 @@ def test_detectors_cost_little_on_digital_pages():
             content = pdf.read_page(page, 1)
             parsed = layout_pymupdf.parse_page(page, content, content.words, ocr=False, layout_model="off")
             t0 = time.perf_counter()
-            found = detect.detect_page(content, parsed, render=detect.clip_renderer(page))
+            found = detect.detect_page(content, parsed, render=lambda box, dpi: pdf.render(page, dpi, gray=False, clip=box,
+                                                                                          annots=False))
             route.decide(found.signals, T, found.regions, 1)
             pages.append((time.perf_counter() - t0) * 1000)
     assert statistics.median(pages) <= 30.0, pages
@@ -221,8 +228,8 @@ def test_handwriting_on_a_scan_is_a_region_of_unread_irregular_ink(name):
     path = REALDOCS / "testaments_de_poilus" / name
     if not path.exists():
         pytest.skip("realdocs not available")
-    with pdf.open_document(path, "image/jpeg") as doc:
-        result, _ = process_page(doc.load_page(0), 1, Settings(workers=1))
+    with open_file(path) as doc:
+        result, _ = process_page(doc, 1, Settings(workers=1))
     hand = [r for r in result.decision.regions if r.reason == "handwriting" and r.route == "vlm"]
     assert hand and hand[0].source == "handwriting:unread_ink"
     assert hand[0].evidence["irregularity"] >= 0.45 and hand[0].bbox.area >= 0.3 * result.parsed.width * result.parsed.height

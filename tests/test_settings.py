@@ -13,7 +13,7 @@ def test_layers_env_toml_and_overrides(monkeypatch, tmp_path):
     toml.write_text('workers = 3\nparser = "unstructured"\n[router]\nchart_score_min = 0.8\n')
     monkeypatch.setenv("DOCROUTE_CONFIG", str(toml))
     s = load_settings()
-    assert (s.workers, s.parser, s.router.chart_score_min) == (3, "unstructured", 0.8)
+    assert (s.workers, s.layout.parser, s.router.chart_score_min) == (3, "unstructured", 0.8)
     monkeypatch.setenv("DOCROUTE_WORKERS", "5")
     monkeypatch.setenv("DOCROUTE_ROUTER__OCR_MEAN_CONF_MIN", "0.5")
     s = load_settings()

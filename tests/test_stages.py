@@ -11,7 +11,8 @@ import pytest
 from docroute.extractors import detect, layout_pymupdf, ocr, pdf
 from docroute.pipelines import ingest, route
 from docroute.pipelines.process import process_document, process_page
-from docroute.pipelines.settings import RouterSettings, Settings
+from docroute.pipelines.route import RouterOptions
+from docroute.pipelines.settings import Settings
 
 from conftest import SAMPLES, all_expected, expected, realdoc
 
@@ -196,9 +197,8 @@ def test_plain_text_page_has_title_and_text():
 @pytest.mark.parametrize("case", DOCS, ids=lambda e: e["file"])
 def test_route_matches_expected(case):
     path = SAMPLES / case["file"]
-    mime = ingest.ingest(path).mime_type
-    with pdf.open_document(path, mime) as doc:
-        pages = [process_page(doc.load_page(i), i + 1, SETTINGS)[0] for i in range(doc.page_count)]
+    with ingest.open_file(path) as doc:
+        pages = [process_page(doc, i + 1, SETTINGS)[0] for i in range(doc.page_count)]
     assert [p.decision.route for p in pages] == case["expected_route"]
     assert [sorted(p.decision.reasons) for p in pages] == [sorted(r) for r in case["expected_reasons"]]
     for p in pages:
@@ -215,8 +215,8 @@ def test_route_matches_expected(case):
 )
 def test_plain_real_invoices_stay_on_layout_route(name):
     path = realdoc(f"invoice2data/{name}")
-    with pdf.open_document(path, "application/pdf") as doc:
-        pages = [process_page(doc.load_page(i), i + 1, SETTINGS)[0] for i in range(doc.page_count)]
+    with ingest.open_file(path) as doc:
+        pages = [process_page(doc, i + 1, SETTINGS)[0] for i in range(doc.page_count)]
     assert all(p.decision.route == "layout" for p in pages), [p.decision.explanation for p in pages]
 
 
@@ -229,10 +229,10 @@ def test_real_handwriting_scan_is_routed_and_typewritten_scan_is_not():
 def test_policy_is_pure_and_thresholds_matter():
     signals = {"has_text_layer": 0.0, "ocr_words": 50.0, "ocr_mean_conf": 0.65, "ocr_p10_conf": 0.4,
                "ink_outside_words": 0.1, "ink_share": 0.05}
-    strict = route.decide(signals, RouterSettings())
+    strict = route.decide(signals, RouterOptions())
     assert strict.route == "vlm" and strict.reasons == ("low_ocr_confidence",)
-    assert route.decide(signals, RouterSettings()) == strict
-    lenient = route.decide(signals, RouterSettings(ocr_mean_conf_min=0.5))
+    assert route.decide(signals, RouterOptions()) == strict
+    lenient = route.decide(signals, RouterOptions(ocr_mean_conf_min=0.5))
     assert lenient.route == "layout" and lenient.reasons == ()
 
 

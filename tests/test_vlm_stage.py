@@ -16,7 +16,7 @@ from docroute.extractors.vlm import VlmResult, get_backend
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings, load_settings
 from docroute.pipelines.validate import build_extraction, merge_fields
-from docroute.pipelines.vlm_stage import _assemble, _Planned, options_from, plan, table_html
+from docroute.pipelines.vlm_stage import _assemble, _Planned, plan, table_html
 from docroute.schemas import FieldValue
 from docroute.schemas.targets import Invoice, Table
 
@@ -73,8 +73,8 @@ def test_vlm_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("DOCROUTE_VLM__SERVER_URL", "http://127.0.0.1:9000/v1")
     monkeypatch.setenv("DOCROUTE_VLM__MAX_PIXELS", "401408")
     s = load_settings()
-    o = options_from(s)
-    assert (s.vlm_backend, o.model, o.server_url, o.max_pixels) == (
+    o = s.vlm
+    assert (o.backend, o.model, o.server_url, o.max_pixels) == (
         "openai", "Qwen/Qwen2.5-VL-3B-Instruct", "http://127.0.0.1:9000/v1", 401408)
     monkeypatch.setenv("DOCROUTE_VLM_BACKEND", "llama")
     with pytest.raises(ValueError):

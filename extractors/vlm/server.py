@@ -37,6 +37,7 @@ from docroute.extractors.vlm.structured import (
 )
 
 UNKNOWN_CONFIDENCE = 0.5
+DEFAULT_SERVER_URL = "http://127.0.0.1:8000/v1"  # vLLM's default, when backend "openai" names no server_url
 IMAGE_FACTOR = 28  # Qwen2.5-VL's patch x merge; the server resizes again to its own model's factor
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -50,7 +51,7 @@ class OpenAIServerVlm:
 
     def __init__(self, options: VlmOptions, client: httpx.Client | None = None):
         self.options = options
-        self.url = options.server_url.rstrip("/")
+        self.url = (options.server_url or DEFAULT_SERVER_URL).rstrip("/")
         timeout = httpx.Timeout(options.timeout_s, connect=min(10.0, options.timeout_s))
         headers = {}
         key = os.environ.get(options.api_key_env) if options.api_key_env else None
