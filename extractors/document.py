@@ -75,22 +75,17 @@ class DocumentHandle:
                 self._renders[key] = pdf.render(self.page(number), dpi, gray=gray, clip=clip, annots=annots)
         return self._renders[key]
 
-    def render_at_budget(self, number: int, max_pixels: int, clip: BBox | None = None, *,
-                         min_dpi: float = 30.0, max_dpi: float = 300.0) -> Image.Image:
-        """Page ``number`` (or its ``clip``) in colour at the resolution that fits ``max_pixels``."""
+    def render_at_budget(self, number: int, max_pixels: int, clip: BBox | None = None) -> Image.Image:
+        """Page ``number`` (or its ``clip``) in colour at the resolution that fits ``max_pixels``: what
+        the VLM is sent, and what the fine-tuning export writes."""
+        from docroute.extractors.vlm.images import budget_dpi
+
         box = clip or BBox(x0=0, y0=0, x1=self.page(number).rect.width, y1=self.page(number).rect.height)
-        return self.render(number, budget_dpi(box.width, box.height, max_pixels, min_dpi, max_dpi), clip=clip)
+        return self.render(number, budget_dpi(box.width, box.height, max_pixels), clip=clip)
 
     def clear_renders(self) -> None:
         """Drop the cached renders (a long document: each page's pixels are needed while it is read)."""
         self._renders.clear()
-
-
-def budget_dpi(width_pt: float, height_pt: float, max_pixels: int, min_dpi: float = 30.0,
-               max_dpi: float = 300.0) -> float:
-    """The resolution at which an area of ``width_pt`` x ``height_pt`` points takes ``max_pixels``."""
-    area = max(1.0, (width_pt / 72.0) * (height_pt / 72.0))
-    return float(min(max_dpi, max(min_dpi, math.sqrt(max_pixels / area))))
 
 
 @contextmanager

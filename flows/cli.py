@@ -159,14 +159,14 @@ def review_cmd(
     """Export fields that need a person's eye, or apply their corrections as new row versions."""
     from docroute.pipelines import review
 
-    passwords = _settings(password_file=password_file.resolve() if password_file else None).passwords()
+    settings = _settings(password_file=password_file.resolve() if password_file else None)
 
     if (export is None) == (apply is None):
         typer.secho("error: give exactly one of --export DIR or --apply corrections.csv", fg="red", err=True)
         raise typer.Exit(2)
     try:
         if export is not None:
-            items = review.export(out, export, schema, threshold, passwords)
+            items = review.export(out, export, schema, threshold, settings.passwords())
             typer.echo(f"{len(items)} field(s) to review written to {export / 'review.csv'} and review.jsonl, "
                        f"crops in {export / 'crops'}; fill correct_value and run --apply")
         else:
@@ -175,7 +175,7 @@ def review_cmd(
             try:
                 with output_lock(out, f"review-{os.getpid()}", str(apply)):  # never beside a running run
                     rows = review.apply(out, apply, schema, reviewer)
-                    ft = review.export_finetune(out, rows, out / "finetune", schema, passwords)
+                    ft = review.export_finetune(out, rows, out / "finetune", schema, settings)
             except OutputLocked as exc:
                 typer.secho(f"error: {exc}", fg="red", err=True)
                 raise typer.Exit(75) from exc

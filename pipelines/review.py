@@ -7,13 +7,15 @@ view in the README (and :func:`latest`) selects it.
 
 Corrections also export as a fine-tuning set in the conversational format TRL's SFTTrainer reads for
 vision models: one JSON line per document with ``messages`` (user: image placeholders + prompt;
-assistant: the corrected JSON) and ``images`` (page image paths).
+assistant: the corrected JSON) and ``images`` (page image paths). Prompt, images and answer are those
+of inference (see :func:`export_finetune`), so a model is tuned on the task it is then asked.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -22,10 +24,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from docroute.pipelines.validate import jsonable
+from docroute.pipelines.settings import Settings
 from docroute.schemas import BBox
 from docroute.schemas.contract import extraction_schema
 from docroute.schemas.registry import get_schema
+
+log = logging.getLogger(__name__)
 
 REVIEW_COLUMNS = ["doc_id", "file_name", "source_path", "field", "value", "confidence", "source", "page_number",
                   "x0", "y0", "x1", "y1", "why", "crop", "correct_value"]
@@ -189,39 +193,49 @@ def apply(out: Path, corrections: Path, schema_name: str = "invoice", reviewer: 
     return written
 
 
-def prompt_for(schema_name: str) -> str:
-    schema = get_schema(schema_name)
-    return (f"Extract the {schema.schema_name} in these page images as JSON that validates against this "
-            f"JSON schema. Use null for anything not printed.\n{json.dumps(schema.model_json_schema())}")
-
-
 def export_finetune(out: Path, rows: list[dict], target: Path, schema_name: str = "invoice",
-                    passwords: tuple[str, ...] = ()) -> Path:
-    """The corrected rows as TRL SFTTrainer vision-conversation records, with page images beside them."""
+                    settings: Settings | None = None) -> Path:
+    """The corrected rows as TRL SFTTrainer vision-conversation records, with page images beside them.
+
+    A record is the task inference poses: up to ``vlm.max_pages`` page images rendered at the VLM pixel
+    budget as the VLM stage renders them (``min_pixels``/``max_pixels`` ride along for the trainer's
+    processor), the prompt the VLM stage sends with that many images, and as the target the JSON the
+    constrained decoder writes (``structured.answer_text``). A row that grammar cannot write is skipped.
+    Encrypted sources open with ``settings``' passwords.
+    """
+    from docroute.extractors.vlm.structured import answer_text, build_prompt
     from docroute.pipelines.ingest import open_file
 
+    settings = settings or Settings()
+    vlm = settings.vlm
     schema = get_schema(schema_name)
     docs = _documents(out)
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{schema.schema_name}.jsonl"
     with path.open("a", encoding="utf-8") as fh:
         for row in rows:
+            try:
+                answer = answer_text(schema, {k: row.get(k) for k in schema.model_fields},
+                                     vlm.max_string_chars, vlm.max_list_items)
+            except ValueError as exc:
+                log.warning("fine-tuning export: %s skipped, the grammar cannot write it: %s", row["doc_id"], exc)
+                continue
             source = Path(docs[row["doc_id"]]["source_path"])
             images = []
-            with open_file(source, passwords) as doc:
-                for i in range(doc.page_count):
+            with open_file(source, settings.passwords()) as doc:
+                for i in range(min(doc.page_count, vlm.max_pages)):
                     image_path = target / "images" / f"{row['doc_id'][:16]}_p{i + 1}.png"
                     image_path.parent.mkdir(parents=True, exist_ok=True)
-                    doc.render(i + 1, CROP_DPI).save(image_path)
+                    doc.render_at_budget(i + 1, vlm.max_pixels).save(image_path)
                     images.append(str(image_path.relative_to(target)))
-            answer = json.dumps(jsonable({k: row.get(k) for k in schema.model_fields}), ensure_ascii=False)
+            prompt = build_prompt(schema, n_images=len(images))
             record = {
                 "messages": [
-                    {"role": "user", "content": [*({"type": "image"} for _ in images),
-                                                 {"type": "text", "text": prompt_for(schema_name)}]},
+                    {"role": "user", "content": [*({"type": "image"} for _ in images), {"type": "text", "text": prompt}]},
                     {"role": "assistant", "content": [{"type": "text", "text": answer}]},
                 ],
                 "images": images,
+                "min_pixels": min(vlm.min_pixels, vlm.max_pixels), "max_pixels": vlm.max_pixels,
                 "doc_id": row["doc_id"],
             }
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")

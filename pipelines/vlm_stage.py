@@ -51,8 +51,6 @@ HINTS = {
     "handwriting": "The image holds handwriting: transcribe it line by line.",
 }
 CROP_MARGIN_PT = 12.0
-MAX_RENDER_DPI = 300.0
-MIN_RENDER_DPI = 30.0
 UNKNOWN_CONFIDENCE = 0.5
 # how bad a status is, for the status of a page covered by several requests
 SEVERITY = {"not_routed": 0, "ok": 1, "invalid": 2, "truncated": 3, "timeout": 4, "failed": 5, "unavailable": 6}
@@ -163,8 +161,7 @@ def plan(pages: Sequence[PageResult], schema: type[TargetSchema], layout_fields:
 
 def render_requests(doc: DocumentHandle, planned: Sequence[_Planned], max_pixels: int) -> list[tuple[Image.Image, ...]]:
     """Each request's pages (or crops) at the pixel budget, from the document's render cache."""
-    return [tuple(doc.render_at_budget(n, max_pixels, req.bbox, min_dpi=MIN_RENDER_DPI, max_dpi=MAX_RENDER_DPI)
-                  for n in req.page_numbers) for req in planned]
+    return [tuple(doc.render_at_budget(n, max_pixels, req.bbox) for n in req.page_numbers) for req in planned]
 
 
 def table_html(data: dict[str, Any]) -> str:

@@ -97,3 +97,64 @@ def test_apply_is_refused_while_a_run_holds_the_output(sample_run, prefect_api, 
     assert not list((out / "extractions" / "invoice").glob("*.v2.parquet"))
     assert cli(["review", str(out), "--apply", str(fix)], api_url=prefect_api).returncode == 0
     assert len(list((out / "extractions" / "invoice").glob("*.v2.parquet"))) == 1
+
+
+def test_a_finetune_record_is_the_task_inference_poses(sample_run, tmp_path):
+    """An exported correction sends what the VLM stage sends (its prompt, its page images at the pixel
+    budget) and answers with text the transformers backend's own grammar decodes to the end."""
+    import tiny_vlm
+    import xgrammar as xgr
+
+    from docroute.extractors.vlm import get_backend
+    from docroute.extractors.vlm.structured import generation_schema, parse_and_validate
+    from docroute.pipelines import vlm_stage
+    from docroute.pipelines.ingest import open_file
+    from docroute.pipelines.settings import Settings
+    from docroute.pipelines.validate import jsonable
+
+    from conftest import SAMPLES
+
+    out = tmp_path / "out"
+    shutil.copytree(sample_run[0], out)
+    fix = tmp_path / "fix.csv"
+    with fix.open("w", newline="") as fh:  # non-ASCII, an amount, and a line break the grammar cannot write
+        csv.writer(fh).writerows([["file_name", "field", "correct_value"],
+                                  ["invoice_two_page.pdf", "vendor_name", "Müller & Söhne\nGmbH"],
+                                  ["invoice_two_page.pdf", "total", "1234.50"]])
+    written = review.apply(out, fix)
+    settings = Settings()
+    record = json.loads(review.export_finetune(out, written, tmp_path / "ft", settings=settings).read_text())
+    user, assistant = record["messages"]
+    answer = assistant["content"][0]["text"]
+
+    # the prompt and the images of the VLM stage's document call on these pages
+    n = len(record["images"])
+    assert n == 2 and [c["type"] for c in user["content"]] == ["image", "image", "text"]
+    planned = vlm_stage._Planned("document", Invoice, tuple(range(1, n + 1)))
+    assert user["content"][-1]["text"] == vlm_stage._prompt(planned, n)
+    with open_file(SAMPLES / "invoice_two_page.pdf") as doc:
+        sent = vlm_stage.render_requests(doc, [planned], settings.vlm.max_pixels)[0]
+    for rel, image in zip(record["images"], sent, strict=True):
+        exported = Image.open(tmp_path / "ft" / rel).convert("RGB")
+        assert exported.size == image.size and exported.tobytes() == image.tobytes()
+    assert (record["min_pixels"], record["max_pixels"]) == (settings.vlm.min_pixels, settings.vlm.max_pixels)
+
+    # the target: every token accepted by the backend's own compiled grammar, then its stop token
+    options = tiny_vlm.options("qwen2_5_vl", max_string_chars=settings.vlm.max_string_chars,
+                               max_list_items=settings.vlm.max_list_items)
+    backend = get_backend("transformers", options)
+    grammar = backend.grammar(generation_schema(Invoice, options.max_string_chars, options.max_list_items))
+
+    def decodes(text: str) -> bool:
+        matcher = xgr.GrammarMatcher(grammar)
+        tokens = backend.vlm.tokenizer.encode(text, add_special_tokens=False)
+        return (all(matcher.accept_token(t) for t in tokens) and matcher.accept_token(backend.vlm.stop_ids[0])
+                and matcher.is_terminated())
+
+    assert decodes(answer)
+    data, errors = parse_and_validate(answer, Invoice)
+    assert not errors and data["vendor_name"] == "Müller & Söhne GmbH" and str(data["total"]) == "1234.50"
+    assert data == {**Invoice.model_validate({k: written[0][k] for k in Invoice.model_fields}).model_dump(),
+                    "vendor_name": "Müller & Söhne GmbH"}
+    old = json.dumps(jsonable({k: written[0][k] for k in Invoice.model_fields}), ensure_ascii=False)
+    assert not decodes(old), "the former target (amounts as strings) is not what the grammar writes"

@@ -18,15 +18,18 @@ import pytest
 import tiny_vlm
 
 from docroute.extractors.vlm import VlmRequest, get_backend
+from docroute.extractors.vlm.images import fit_pixels
 from docroute.extractors.vlm.structured import (
+    answer_text,
     field_confidence,
-    fit_pixels,
     generation_schema,
     parse_and_validate,
     string_pattern,
     top_level_spans,
 )
 from docroute.schemas.targets import ChartData, HandwrittenText, Invoice, Table
+
+from conftest import all_expected
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 FACTOR = tiny_vlm.FACTOR
@@ -154,6 +157,46 @@ def test_every_output_validates_with_confidence_in_range(tiny_backends, pages, f
     assert backend.compile_count == before
 
 
+def test_answer_text_is_what_the_grammar_decodes(tiny_backends, pages):
+    """The serializer of fine-tuning targets writes text the backend's own grammar decodes to the end:
+    the backend's outputs re-serialized, and the sample invoices' true values at the default limits."""
+    import xgrammar as xgr
+
+    def decodes(backend, schema, text: str, chars: int, items: int) -> bool:
+        matcher = xgr.GrammarMatcher(backend.grammar(generation_schema(schema, chars, items)))
+        tokens = backend.vlm.tokenizer.encode(text, add_special_tokens=False)
+        return (all(matcher.accept_token(t) for t in tokens) and matcher.accept_token(backend.vlm.stop_ids[0])
+                and matcher.is_terminated())
+
+    checked = 0
+    for backend in tiny_backends.values():
+        o = backend.options
+        reqs = [VlmRequest(images=(pages[name][0],), schema=schema)
+                for name, schema in (("invoice_two_page.pdf", Invoice), ("complex_table.pdf", Table),
+                                     ("chart.pdf", ChartData), ("handwriting_note.pdf", HandwrittenText))]
+        for req, res in zip(reqs, backend.extract_batch(reqs), strict=True):
+            if "\ufffd" in res.raw_text:  # random bytes that are no UTF-8 text: no correction looks like that
+                continue
+            text = answer_text(req.schema, res.data, o.max_string_chars, o.max_list_items)
+            assert decodes(backend, req.schema, text, o.max_string_chars, o.max_list_items), text
+            assert parse_and_validate(text, req.schema) == (res.data, [])
+            checked += 1
+    assert checked >= 6
+    backend = tiny_backends["qwen2_5_vl"]
+    invoices = [e["invoice"] for e in all_expected() if e.get("invoice")]
+    assert len(invoices) >= 4
+    for inv in invoices:
+        text = answer_text(Invoice, inv, 300, 1000)
+        assert decodes(backend, Invoice, text, 300, 1000), text
+        assert parse_and_validate(text, Invoice) == (Invoice.model_validate(inv).model_dump(), [])
+    assert '"total": 3797.94,' in answer_text(Invoice, invoices[-1] | {"total": "3797.94"})  # a number, not a string
+    edge = answer_text(Invoice, {"total": "1.2000000", "invoice_date": "2024-03-05", "vendor_name": "Å\n\tB"}, 24)
+    assert decodes(backend, Invoice, edge, 24, 0) and '"total": 1.2,' in edge and '"vendor_name": "Å B"' in edge
+    for bad in ({"total": "0.0000001"}, {"total": "2e12"}, {"vendor_name": 'a "b"'}, {"vendor_name": "x" * 25}):
+        with pytest.raises(ValueError):
+            answer_text(Invoice, bad, 24)
+
+
 @pytest.mark.parametrize("family", tiny_vlm.FAMILIES)
 def test_batch_gives_the_same_results_as_single_calls(tiny_backends, pages, family):
     backend = tiny_backends[family]
@@ -169,16 +212,14 @@ def test_batch_gives_the_same_results_as_single_calls(tiny_backends, pages, fami
 
 
 def test_truncation_is_detected_and_retried(tiny_backends, pages):
-    from docroute.extractors.vlm.hf import with_options
-
     base = tiny_backends["qwen2_5_vl"]
     req = VlmRequest(images=(pages["chart.pdf"][0],), schema=ChartData)
     full = base.extract_batch([req])[0]
     assert full.status == "ok" and full.attempts == 1
     n = full.output_tokens  # stop token included
-    retried = with_options(base, max_new_tokens=n // 2 + 1).extract_batch([req])[0]
+    retried = get_backend("transformers", tiny_options("qwen2_5_vl", max_new_tokens=n // 2 + 1)).extract_batch([req])[0]
     assert (retried.status, retried.attempts, retried.raw_text) == ("ok", 2, full.raw_text)
-    cut = with_options(base, max_new_tokens=8).extract_batch([req])[0]
+    cut = get_backend("transformers", tiny_options("qwen2_5_vl", max_new_tokens=8)).extract_batch([req])[0]
     assert cut.status == "truncated" and cut.attempts == 2 and cut.data is None
     assert cut.output_tokens == 16 and full.raw_text.startswith(cut.raw_text) and cut.raw_text != full.raw_text
 
@@ -186,13 +227,10 @@ def test_truncation_is_detected_and_retried(tiny_backends, pages):
 def test_timeout_and_out_of_memory_guards(tiny_backends, pages, monkeypatch):
     import torch
 
-    from docroute.extractors.vlm.hf import with_options
-
-    base = tiny_backends["qwen2_5_vl"]
     req = VlmRequest(images=(pages["invoice_two_page.pdf"][0],), schema=Invoice)
-    assert with_options(base, timeout_s=1e-9).extract_batch([req])[0].status == "timeout"
+    assert get_backend("transformers", tiny_options("qwen2_5_vl", timeout_s=1e-9)).extract_batch([req])[0].status == "timeout"
 
-    backend = with_options(base)
+    backend = tiny_backends["qwen2_5_vl"]  # monkeypatch puts its _generate back after the test
     real = backend._generate
     calls = []
 
@@ -219,7 +257,7 @@ def test_timeout_and_out_of_memory_guards(tiny_backends, pages, monkeypatch):
 def test_repetition_loop_guard():
     import torch
 
-    from docroute.extractors.vlm.hf import _Guards
+    from docroute.extractors.vlm.hf_decode import Guards
 
     class Proc:
         finish = [None, None, "stop"]
@@ -228,17 +266,32 @@ def test_repetition_loop_guard():
     loop = torch.tensor([5, 6, 7] * 22)[:64]
     varied = torch.arange(100, 164)
     ids = torch.cat([prompt, torch.stack([loop, varied, loop])], dim=1)
-    guard = _Guards(Proc(), prompt_len=10, deadline=float("inf"), window=64, max_period=16)
+    guard = Guards(Proc(), prompt_len=10, deadline=float("inf"), window=64, max_period=16)
     assert guard(ids, None).tolist() == [True, False, False]  # the finished third row is not flagged again
     assert Proc.finish == ["loop", None, "stop"]
 
 
-def test_loop_guard_on_a_real_run_stops_early(tiny_backends, pages):
-    from docroute.extractors.vlm.hf import with_options
+def test_loop_guard_on_a_real_run_stops_early(pages):
+    """A tiny model whose output embedding is zero gives every token the same logit, so greedy decoding
+    takes the grammar's lowest admitted token id at each step: inside the first string that is one token,
+    repeated. The guard must stop that decoding; without it the same decoding runs on."""
+    import torch
 
-    backend = with_options(tiny_backends["qwen2_5_vl"], loop_window=32, max_string_chars=300, max_new_tokens=600)
-    res = backend.extract_batch([VlmRequest(images=(pages["invoice_two_page.pdf"][0],), schema=Invoice)])[0]
-    # this random model loops inside a string: the guard stops it long before the token budget
-    assert res.status in ("ok", "invalid")
-    if res.status == "invalid":
-        assert "loop" in res.error and res.output_tokens < 600 and res.attempts == 1
+    from docroute.extractors.vlm.hf import TransformersVlm
+    from docroute.extractors.vlm.hf_load import load
+
+    vlm = load(tiny_vlm.model_dir("qwen2_5_vl"), dtype="float32")  # its own copy: the shared model stays random
+    with torch.no_grad():
+        vlm.model.get_output_embeddings().weight.zero_()
+    req = VlmRequest(images=(pages["invoice_two_page.pdf"][0],), schema=Invoice)
+    budget, window = 200, 16
+    looped = TransformersVlm(tiny_options("qwen2_5_vl", loop_window=window, max_string_chars=300,
+                                          max_new_tokens=budget), loaded=vlm).extract_batch([req])[0]
+    free = TransformersVlm(tiny_options("qwen2_5_vl", loop_window=0, max_string_chars=300,
+                                        max_new_tokens=budget), loaded=vlm).extract_batch([req])[0]
+    assert looped.status == "invalid" and "repetition loop" in looped.error and looped.data is None
+    assert looped.attempts == 1 and window <= looped.output_tokens < budget
+    assert looped.raw_text.startswith('{"invoice_number": "')  # stopped inside the first string
+    # the same decoding, cut by the guard: unguarded it goes on past the loop and is not stopped as one
+    assert free.raw_text.startswith(looped.raw_text) and free.output_tokens > looped.output_tokens
+    assert "repetition loop" not in (free.error or "")

@@ -19,11 +19,11 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from docroute.extractors.vlm.structured import decode_data_url
+from docroute.extractors.vlm.images import decode_data_url
 
 
 def _job(body: dict[str, Any]):
-    from docroute.extractors.vlm.hf import Job
+    from docroute.extractors.vlm.hf_decode import Job
 
     images, texts = [], []
     for message in body.get("messages") or []:

@@ -28,13 +28,12 @@ from typing import Any
 import httpx
 
 from docroute.extractors.vlm.base import VlmOptions, VlmRequest, VlmResult
+from docroute.extractors.vlm.images import fit_pixels, png_data_url
 from docroute.extractors.vlm.structured import (
     build_prompt,
     field_confidence,
-    fit_pixels,
     generation_schema,
     parse_and_validate,
-    png_data_url,
 )
 
 UNKNOWN_CONFIDENCE = 0.5

@@ -1,5 +1,6 @@
 """Backend-independent parts of structured extraction: the generation schema, the prompt, parsing and
-validation, per-field confidence from token log-probabilities, and the image pixel budget.
+validation and its inverse (:func:`answer_text`, the JSON the grammar admits, which the fine-tuning
+export writes), and per-field confidence from token log-probabilities. Images: :mod:`.images`.
 
 No torch here: the server backend and the tests use these too.
 
@@ -20,15 +21,15 @@ The generation schema is the target schema's JSON schema, tightened for constrai
 from __future__ import annotations
 
 import copy
+import datetime
+import enum
 import json
 import math
+import re
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 NUMBER_BOUND = 1e12
 INTEGER_BOUND = 10**9
@@ -134,6 +135,59 @@ def build_prompt(schema: type[BaseModel], hint: str = "", n_images: int = 1) -> 
     lines.append("Use null where a value is not shown. Dates as YYYY-MM-DD; amounts as plain numbers "
                  "without currency symbols or thousands separators; copy text as printed.")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- answer
+
+def answer_text(schema: type[BaseModel], data: dict[str, Any], max_string_chars: int = 300,
+                max_list_items: int = 0) -> str:
+    """The JSON text of ``data`` as the constrained decoder writes it (the inverse of
+    :func:`parse_and_validate`); the fine-tuning export writes its targets with it.
+
+    Every field of ``schema`` in its order, null where absent, ``", "`` and ``": "`` separators (the
+    grammar admits no other whitespace); amounts and other numbers as plain JSON numbers (fixed point);
+    dates as ISO strings; text unescaped, non-ASCII as is. A run of control characters (a line break)
+    in a text becomes one space, the only way the grammar lets a model write it. A value the grammar
+    cannot produce at all raises ValueError: a quote or backslash in a text, a text over
+    ``max_string_chars``, a list over ``max_list_items`` (0: no bound), a number out of bounds or with
+    more than six decimals.
+    """
+    return _answer(schema.model_validate(data).model_dump(), max_string_chars, max_list_items, "")
+
+
+def _answer(value: Any, max_chars: int, max_items: int, where: str) -> str:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int):
+        if abs(value) > INTEGER_BOUND:
+            raise ValueError(f"{where}: {value} is out of the grammar's integer bounds")
+        return str(value)
+    if isinstance(value, float | Decimal):
+        d = Decimal(repr(value)) if isinstance(value, float) else value
+        if not d.is_finite() or abs(d) > Decimal(NUMBER_BOUND):
+            raise ValueError(f"{where}: {value} is out of the grammar's number bounds")
+        if d.as_tuple().exponent < -6:  # 1.2000000 is 1.2; 1.2345678 cannot be written
+            d = d.normalize()
+            if d.as_tuple().exponent < -6:
+                raise ValueError(f"{where}: {value} has more than the six decimals the grammar admits")
+        return format(d, "f")
+    if isinstance(value, datetime.date | datetime.time):
+        value = value.isoformat()
+    if isinstance(value, str):
+        text = re.sub(r"\s*[\x00-\x1f]+\s*", " ", value)
+        if '"' in text or "\\" in text or len(text) > max_chars:
+            raise ValueError(f"{where}: {value[:40]!r}... has a quote or backslash, or is over {max_chars} characters")
+        return json.dumps(text, ensure_ascii=False)
+    if isinstance(value, list | tuple):
+        if max_items and len(value) > max_items:
+            raise ValueError(f"{where}: {len(value)} items, over the grammar's {max_items}")
+        return "[" + ", ".join(_answer(v, max_chars, max_items, f"{where}[{i}]") for i, v in enumerate(value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_answer(v, max_chars, max_items, f'{where}.{k}'.lstrip('.'))}"
+                               for k, v in value.items()) + "}"
+    raise ValueError(f"{where}: no JSON form for {type(value).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -273,63 +327,3 @@ def field_confidence(
         conf[name] = min(1.0, max(0.0, math.exp(mean)))
         stats[name] = {"min_prob": min(1.0, max(0.0, math.exp(min(lps)))), "n_tokens": float(len(lps))}
     return conf, stats
-
-
-# -------------------------------------------------------------------------------------------- images
-
-def smart_size(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Qwen-VL's resize rule: sides multiples of ``factor``, area within [min_pixels, max_pixels]."""
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    while h_bar * w_bar > max_pixels and max(h_bar, w_bar) > factor:  # a very long, thin image
-        if h_bar >= w_bar:
-            h_bar -= factor
-        else:
-            w_bar -= factor
-    return h_bar, w_bar
-
-
-def fit_pixels(image: Image.Image, min_pixels: int, max_pixels: int, factor: int = 28) -> Image.Image:
-    """Resize to the pixel budget (image tokens are the cost), RGB, sides multiples of ``factor``."""
-    from PIL import Image as PILImage
-
-    img = image.convert("RGB") if image.mode != "RGB" else image
-    w, h = img.size
-    if max(w, h) / max(1, min(w, h)) > 150:  # Qwen-VL refuses aspect ratios over 200: pad the short side
-        side = max(w, h) // 150 + 1
-        canvas = PILImage.new("RGB", (max(w, side), max(h, side)), "white")
-        canvas.paste(img, (0, 0))
-        img, (w, h) = canvas, canvas.size
-    nh, nw = smart_size(h, w, factor, min_pixels, max_pixels)
-    if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), PILImage.Resampling.BICUBIC)
-    return img
-
-
-def png_data_url(image: Image.Image) -> str:
-    import base64
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def decode_data_url(url: str) -> Image.Image:
-    import base64
-    import io
-
-    from PIL import Image as PILImage
-
-    if not url.startswith("data:"):
-        raise ValueError("only data: image URLs are accepted (nothing is fetched)")
-    _, _, payload = url.partition(",")
-    return PILImage.open(io.BytesIO(base64.b64decode(payload))).convert("RGB")
