@@ -8,30 +8,34 @@ CONSTRAINTS ?= constraints.txt
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 STAMP := $(VENV)/.docroute-installed
 OUT ?= out
+# each set-up step prints one line; what pip, apt and the build print goes to this log
+LOG := $(VENV)/setup.log
+STEP := scripts/step.sh $(LOG)
 
 .PHONY: setup system-deps run test bench lint clean
 
 setup: system-deps $(STAMP)
 
 system-deps:
-	@scripts/system_deps.sh
+	@$(STEP) "system packages (tesseract, poppler)" scripts/system_deps.sh
 
+# torch first, pinned, so nothing later pulls a multi-GB CUDA build. unstructured-inference without
+# its deps: they would pull timm -> PyPI torchvision, which breaks beside the CPU torch; what it needs
+# at run time is in pyproject.toml.
 $(STAMP): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first, pinned, so nothing later pulls a multi-GB CUDA build
-	$(if $(CONSTRAINTS),$(BIN)/python -m pip install -q $(PIP_C) torch)
-	$(BIN)/python -m pip install -q $(PIP_C) -e ".[dev]"
-	# unstructured-inference without its deps: they would pull timm -> PyPI torchvision, which
-	# breaks beside the CPU torch; what it needs at run time is in pyproject.toml
-	$(BIN)/python -m pip install -q $(PIP_C) --no-deps "unstructured-inference>=1.6.12,<2"
+	@$(STEP) "virtual environment $(VENV)" sh -c 'test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)'
+	@$(STEP) "pip" $(BIN)/python -m pip install --upgrade pip
+	@$(if $(CONSTRAINTS),$(STEP) "torch (pinned by $(CONSTRAINTS))" $(BIN)/python -m pip install $(PIP_C) torch)
+	@$(STEP) "docroute and its dependencies" $(BIN)/python -m pip install $(PIP_C) -e ".[dev]"
+	@$(STEP) "unstructured-inference (without its dependencies)" \
+		$(BIN)/python -m pip install $(PIP_C) --no-deps "unstructured-inference>=1.6.12,<2"
 	@touch $(STAMP)
 
 run: setup
 	$(BIN)/docroute run sample_docs --out $(OUT)
 
 test: setup
-	@scripts/system_deps.sh test
+	@$(STEP) "test tools (chromium)" scripts/system_deps.sh test
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
@@ -69,3 +72,74 @@ def sample_run(prefect_api, tmp_path_factory):
     proc = cli(["run", str(SAMPLES), "--out", str(out), "--workers", "2"], api_url=prefect_api)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc
+
+
+def file_permissions_apply(cmd: list[str]) -> list[str]:
+    """``cmd`` as a process that file permissions apply to, as they do to a normal user.
+
+    Run as root (CI is), a process reads every file, so a permission case would test nothing. Then the
+    command keeps uid 0 but loses, from its bounding set too, the two capabilities that bypass the
+    permission checks (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH): a ``chmod 000`` file is unreadable to it.
+    (Switching to ``nobody`` is no way here: the venv's interpreter is under root's 0700 home.)
+    """
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root, and setpriv (util-linux) is not there to drop root's file capabilities")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}", *cmd]
+
+
+# --------------------------------------------------------------------------- README "Fault tests"
+PART_KEYS = {"documents": ("doc_id",), "pages": ("doc_id", "page_number"), "elements": ("doc_id", "element_id")}
+
+
+def committed(out: Path) -> tuple[set[str], int]:
+    """What an output folder holds, counted from its doc_ids: the doc_ids with a documents row, and
+    the rows duplicated (rows beyond one per doc_id in documents, per (doc_id, page_number) in pages,
+    per (doc_id, element_id) in elements)."""
+    ids: set[str] = set()
+    duplicated = 0
+    for table, key in PART_KEYS.items():
+        seen = Counter()
+        for f in sorted((out / table).glob("*.parquet")) if (out / table).is_dir() else []:
+            t = pq.read_table(f, columns=list(key))
+            seen.update(zip(*(t[k].to_pylist() for k in key), strict=True))
+        duplicated += sum(seen.values()) - len(seen)
+        if table == "documents":
+            ids = {k[0] for k in seen}
+    return ids, duplicated
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "after_fault_tests: runs after every other test of the session")
+
+
+def pytest_collection_modifyitems(items):
+    """The README fault-table check reads what the session's fault tests measured: it runs last."""
+    last = [i for i in items if i.get_closest_marker("after_fault_tests")]
+    items[:] = [i for i in items if i not in last] + last
+
+
+@pytest.fixture(scope="session")
+def fault_measurements():
+    """What this session's fault tests measured (test name -> counts); saved for tests/fault_table.py
+    when the session ends."""
+    import fault_table
+
+    measured: dict[str, dict] = {}
+    yield measured
+    if measured:
+        fault_table.save(measured)
+
+
+@pytest.fixture
+def fault_record(request, fault_measurements):
+    """``fault_record(inputs=, lost=, duplicated=, kills=)``: this test's row of README "Fault tests",
+    as measured. ``kills`` is None for a test that kills nothing."""
+
+    def record(*, inputs: int, lost: int, duplicated: int, kills: int | None = None) -> None:
+        fault_measurements[request.node.originalname] = {
+            "inputs": inputs, "kills": kills, "lost": lost, "duplicated": duplicated}
+
+    return record

@@ -8,9 +8,12 @@ The corpus (``build_hostile_corpus``) is also what README "Fault tests" counts.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from docroute.pipelines import ingest
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
 
-from conftest import SAMPLES, cli
+from conftest import SAMPLES, cli, committed, file_permissions_apply
 
 PASSWORD = "k3ep-0ut"
 NON_UTF8 = os.fsdecode(b"inv\xff\xfe-latin1-r\xe9sum\xe9.pdf")  # not valid UTF-8: kept as bytes on disk
@@ -232,7 +235,7 @@ def build_hostile_corpus(folder: Path) -> dict[str, tuple[set[str], str | None]]
 
 # --------------------------------------------------------------------------- the CLI over the corpus
 @pytest.mark.slow
-def test_hostile_corpus_through_the_cli(prefect_api, tmp_path, monkeypatch):
+def test_hostile_corpus_through_the_cli(prefect_api, tmp_path, monkeypatch, fault_record):
     corpus = tmp_path / "hostile"
     expect = build_hostile_corpus(corpus)
     pw = tmp_path / "passwords.txt"
@@ -250,6 +253,10 @@ def test_hostile_corpus_through_the_cli(prefect_api, tmp_path, monkeypatch):
 
     docs = rows("SELECT file_name, status, error, n_pages, source_path, doc_id FROM {documents}")
     by_name = {r[0]: r for r in docs}
+    _, duplicated = committed(out)
+    lost = len(expect) - len({r[5] for r in docs if r[0] in expect})
+    fault_record(inputs=len(expect), lost=lost, duplicated=duplicated)
+    assert (lost, duplicated) == (0, 0), "every input has its row, no row twice"
     assert len(docs) == len(by_name) == len({r[5] for r in docs}), "one row per input, none twice"
     assert set(by_name) == set(expect), "every input is accounted for, nothing else"
     for name, (statuses, phrase) in expect.items():
@@ -321,10 +328,30 @@ def test_render_budget_caps_dpi_then_refuses():
         pdf.render_dpi(huge)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file (the FIFO and link cases cover it)")
-def test_permission_denied_is_a_failed_row(tmp_path):
-    f = tmp_path / "locked.pdf"
-    shutil.copy(SAMPLES / "invoice_ruled.pdf", f)
-    f.chmod(0)
-    result = process_document(f, Settings(workers=1))
-    assert result.status == "failed" and "cannot read" in result.error
+PROCESS_EACH = """
+import json, sys
+from pathlib import Path
+from docroute.pipelines.process import process_document
+from docroute.pipelines.settings import Settings
+for f in sorted(Path(sys.argv[1]).iterdir()):
+    r = process_document(f, Settings(workers=1))
+    print("ROW", json.dumps({"file": f.name, "status": r.status, "error": r.error}))
+"""
+
+
+def test_permission_denied_is_a_failed_row_and_the_others_go_on(tmp_path):
+    """As a user who may not read the file: as root, without root's power to read every file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "invoice_ruled.pdf", folder / "a_locked.pdf")
+    (folder / "a_locked.pdf").chmod(0)
+    shutil.copy(SAMPLES / "plain_text.pdf", folder / "b_readable.pdf")
+    proc = subprocess.run(file_permissions_apply([sys.executable, "-c", PROCESS_EACH, str(folder)]),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line[4:]) for line in proc.stdout.splitlines() if line.startswith("ROW ")]
+    by_name = {r["file"]: r for r in rows}
+    assert [r["file"] for r in rows] == ["a_locked.pdf", "b_readable.pdf"], proc.stdout[-3000:]
+    assert by_name["a_locked.pdf"]["status"] == "failed", by_name
+    assert "cannot read" in by_name["a_locked.pdf"]["error"], by_name
+    assert by_name["b_readable.pdf"]["status"] == "ok", by_name

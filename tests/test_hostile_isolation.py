@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from hashlib import sha256
 from pathlib import Path
 
 from docroute.flows.isolation import run_in_worker, worker_pool
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
+from docroute.pipelines.sink import ParquetSink
 
-from conftest import SAMPLES
+from conftest import SAMPLES, committed
 
 
 def die(path: Path, settings: Settings, context=None):
@@ -42,42 +44,66 @@ def worker_pid(path: Path, settings: Settings, context=None) -> int:
     return os.getpid()
 
 
-def test_crash_hang_and_balloon_become_failed_rows_and_the_pool_goes_on():
+def test_crash_hang_and_balloon_become_failed_rows_and_the_pool_goes_on(tmp_path, fault_record):
     settings = Settings(workers=1, document_timeout_s=3, worker_memory_mb=256)
     doc = SAMPLES / "invoice_ruled.pdf"
-    doc_id = "x" * 64
+    sink = ParquetSink(tmp_path / "out", "invoice")
+    # one doc_id per document given to the pool; the last one the real parser reads: its own sha256
+    ids = [f"{i:064x}" for i in range(4)] + [sha256(doc.read_bytes()).hexdigest()]
+    kills = 0
     with worker_pool(1, settings.worker_memory_mb):
-        first = run_in_worker(doc, doc_id, settings, fn=worker_pid)
+        first = pid = run_in_worker(doc, "p" * 64, settings, fn=worker_pid)
 
-        r = run_in_worker(doc, doc_id, settings, fn=die)
+        def run(doc_id: str, fn=None):
+            nonlocal kills, pid
+            r = run_in_worker(doc, doc_id, settings, **({"fn": fn} if fn else {}))
+            sink.write(r, "isolation")
+            now = run_in_worker(doc, "p" * 64, settings, fn=worker_pid)
+            kills += now != pid  # the worker that ran it is gone: replaced
+            pid = now
+            return r
+
+        r = run(ids[0], die)
         assert r.status == "failed" and "worker process died" in r.error and "-9" in r.error
-        assert r.document.doc_id == doc_id and r.document.file_name == "invoice_ruled.pdf"
+        assert r.document.doc_id == ids[0] and r.document.file_name == "invoice_ruled.pdf"
 
         t0 = time.monotonic()
-        r = run_in_worker(doc, doc_id, settings, fn=hang)
+        r = run(ids[1], hang)
         assert r.status == "failed" and "timed out after 3 s" in r.error
-        assert time.monotonic() - t0 < 30
+        assert time.monotonic() - t0 < 30  # cut at the timeout, not left to sleep its 600 s
 
-        r = run_in_worker(doc, doc_id, settings, fn=balloon)
+        r = run(ids[2], balloon)
         assert r.status == "failed" and "more memory than allowed" in r.error and "256 MB" in r.error
 
-        r = run_in_worker(doc, doc_id, settings, fn=explode)
+        r = run(ids[3], explode)
         assert r.status == "failed" and "internal error" in r.error and "escaped" in r.error
 
-        assert run_in_worker(doc, doc_id, settings, fn=worker_pid) != first, "the dead worker was replaced"
-        r = run_in_worker(doc, doc_id, settings)  # the real parser, in the same pool, still works
-        assert r.status == "ok" and r.extractions[0].data["invoice_number"]
+        assert pid != first, "the dead worker was replaced"
+        r = run(ids[4])  # the real parser, in the same pool, still works
+        assert r.status == "ok" and r.extractions[0].data["invoice_number"], r.error
+    written, duplicated = committed(tmp_path / "out")
+    fault_record(inputs=len(ids), kills=kills, lost=len(set(ids) - written), duplicated=duplicated)
+    assert (written, duplicated) == (set(ids), 0), "every document has its row, once"
+    assert kills >= 2, "the SIGKILLed and the hung worker were replaced"
 
 
-def test_a_real_parse_over_the_memory_limit_is_a_failed_row_that_says_so():
+def test_a_real_parse_over_the_memory_limit_is_a_failed_row_that_says_so(tmp_path, fault_record):
     """MuPDF under a tiny limit: its malloc fails and the row says out of memory, nothing crashes."""
     settings = Settings(workers=1, worker_memory_mb=8, document_timeout_s=60)
+    sink = ParquetSink(tmp_path / "out", "invoice")
+    docs = [SAMPLES / "invoice_photo.png", SAMPLES / "broken_empty.pdf"]
+    ids = [sha256(d.read_bytes()).hexdigest() for d in docs]
     with worker_pool(1, settings.worker_memory_mb):
-        r = run_in_worker(SAMPLES / "invoice_photo.png", "y" * 64, settings)
+        r = run_in_worker(docs[0], ids[0], settings)
+        sink.write(r, "oom")
         assert r.status in {"failed", "partial"}, (r.status, r.error)
         assert "out of memory" in r.error.lower(), r.error
-        r = run_in_worker(SAMPLES / "broken_empty.pdf", "y" * 64, settings)
+        r = run_in_worker(docs[1], ids[1], settings)
+        sink.write(r, "oom")
         assert r.status == "failed" and "empty" in r.error, "small documents still go through"
+    written, duplicated = committed(tmp_path / "out")
+    fault_record(inputs=len(ids), lost=len(set(ids) - written), duplicated=duplicated)
+    assert (written, duplicated) == (set(ids), 0)
 
 
 def test_without_a_pool_the_same_function_runs_in_process():

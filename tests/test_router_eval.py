@@ -1,7 +1,9 @@
 """The router measured on the labelled page set (tests/router_labels.json) with bench/router_eval.py.
 
 Floors come from the measurement in the README (Router section). The default run takes the pages
-labelled ``fast``; ``DOCROUTE_ROUTER_EVAL=all`` runs every labelled page (several minutes).
+labelled ``fast``; ``DOCROUTE_ROUTER_EVAL=all`` runs every labelled page (several minutes). What the
+router costs per page is timed by ``python bench/router_eval.py`` (no wall-clock limit is asserted here:
+a test's timing depends on the machine and its load, not on the code).
 """
 
 from __future__ import annotations
@@ -52,9 +54,4 @@ def test_router_f1_and_no_plain_invoice_routed(measured):
     assert len(invoice_pages) >= 13
     for reason in ("complex_table", "chart", "handwriting"):
         assert m["per_reason"][reason]["f1"] >= 0.85, (reason, m["per_reason"][reason])
-
-
-def test_detectors_add_at_most_30_ms_median_per_digital_page(measured):
-    m, _ = measured
-    assert m["cost"]["digital_detect_ms"]["n"] >= 50
-    assert m["cost"]["digital_detect_ms"]["median"] <= 30.0, m["cost"]
+    assert m["cost"]["digital_detect_ms"]["n"] >= 50, "the digital pages are read as digital (text layer)"
