@@ -1,15 +1,15 @@
 """The default layout engine: elements from PyMuPDF's text layer and tables, or from OCR words.
 
 Text pages: text blocks become title / header / footer / list_item / text elements; ruled tables come
-from ``find_tables`` (line strategy, layout model off: about 24 ms a page instead of 290 ms), with each
-cell's text read from the words inside the cell's bbox (``Table.extract()`` can drop spaces and split
-decimals); images become figure elements; ink annotations become handwriting elements.
+from ``find_tables`` (line strategy, layout model off: about 24 ms a page instead of 290 ms) as typed
+cells (``Element.table``), each cell's text read from the words inside the cell's bbox
+(``Table.extract()`` can drop spaces and split decimals); images become figure elements; ink
+annotations become handwriting elements.
 Scanned pages: OCR paragraphs become text elements carrying their mean word confidence.
 """
 
 from __future__ import annotations
 
-import html
 import re
 import statistics
 from collections import defaultdict
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from docroute.schemas import BBox, Element, ElementKind, PageContent, ParsedPage, Word
+from docroute.schemas.targets import Table, TableCell
 
 if TYPE_CHECKING:
     import pymupdf
@@ -93,14 +94,20 @@ def _cell_edges(values: Sequence[float], tol: float = 2.0) -> list[float]:
 
 
 def _table_element(table, words: Sequence[Word], ids: _Ids, page_number: int) -> tuple[Element, set[int]]:
-    """A table element whose text and HTML come from the words inside each cell's bbox."""
-    cells = [c for row in table.rows for c in row.cells if c is not None]
-    xs = _cell_edges([c[0] for c in cells])
-    ys = _cell_edges([c[1] for c in cells])
+    """A table element whose cells' text comes from the words inside each cell's bbox.
+
+    Spans come from the grid's cell edges; a cell's column is its place when the rows are walked left
+    to right, skipping grid places that a span from an earlier row or cell covers (as HTML places it).
+    """
+    boxes = [c for row in table.rows for c in row.cells if c is not None]
+    xs = _cell_edges([c[0] for c in boxes])
+    ys = _cell_edges([c[1] for c in boxes])
     used: set[int] = set()
-    rows_html, rows_text, spanning, header_spanning = [], [], 0, 0
+    taken: set[tuple[int, int]] = set()
+    cells: list[TableCell] = []
+    rows_text = []
     for r_no, row in enumerate(table.rows):
-        tds, texts = [], []
+        texts, col = [], 0
         for c in row.cells:
             if c is None:
                 continue
@@ -110,14 +117,12 @@ def _table_element(table, words: Sequence[Word], ids: _Ids, page_number: int) ->
             text = words_to_text(words[i] for i in inside).replace("\n", " ")
             colspan = 1 + sum(1 for x in xs if cb.x0 + 2 < x < cb.x1 - 2)
             rowspan = 1 + sum(1 for y in ys if cb.y0 + 2 < y < cb.y1 - 2)
-            # A cell spanning every column is a section or caption row, not a complex structure.
-            spans = 1 < colspan < len(xs) or rowspan > 1
-            spanning += spans
-            header_spanning += spans and r_no < 2
-            attrs = (f' colspan="{colspan}"' if colspan > 1 else "") + (f' rowspan="{rowspan}"' if rowspan > 1 else "")
-            tds.append(f"<td{attrs}>{html.escape(text)}</td>")
+            while (r_no, col) in taken:
+                col += 1
+            taken |= {(r_no + dr, col + dc) for dr in range(rowspan) for dc in range(colspan)}
+            cells.append(TableCell(row=r_no, col=col, text=text, row_span=rowspan, col_span=colspan))
+            col += colspan
             texts.append(text)
-        rows_html.append("<tr>" + "".join(tds) + "</tr>")
         rows_text.append(" | ".join(texts))
     b = table.bbox
     element = Element(
@@ -128,14 +133,7 @@ def _table_element(table, words: Sequence[Word], ids: _Ids, page_number: int) ->
         bbox=BBox(x0=b[0], y0=b[1], x1=b[2], y1=b[3]),
         confidence=1.0,
         source=f"{NAME}:find_tables",
-        table_html="<table>" + "".join(rows_html) + "</table>",
-        meta={
-            "n_rows": float(table.row_count),
-            "n_cols": float(table.col_count),
-            "spanning_cells": float(spanning),
-            "header_spanning_cells": float(header_spanning),
-            "n_cells": float(len(cells)),
-        },
+        table=Table(n_rows=table.row_count, n_cols=table.col_count, cells=cells),
     )
     return element, used
 

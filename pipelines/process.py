@@ -22,7 +22,7 @@ from docroute.pipelines.ingest import display_path, ingest, unreadable_id
 from docroute.pipelines.redact import redact
 from docroute.pipelines.settings import Settings
 from docroute.pipelines.validate import build_extraction
-from docroute.pipelines.vlm_stage import run_vlm_stage
+from docroute.pipelines.vlm import run_vlm_stage
 from docroute.schemas import Document, DocumentResult, Extraction, FieldValue, PageResult, ParsedPage
 from docroute.schemas.registry import get_schema
 

@@ -7,7 +7,7 @@ text reaches the sink, the progress events or the run summary. It replaces every
 
 - pages: ``text``, and every word of the page (words are matched line by line, so a phone number
   spread over several words is found; each of its words becomes the token);
-- elements: ``text`` and the text between the tags of ``table_html``;
+- elements: ``text`` and the text of every table cell (written as ``table_html``);
 - extractions: every string value of the extracted data (nested line items included), each field's
   value and ``raw_text`` (``field_provenance``), and every string inside ``raw_json``.
 
@@ -121,11 +121,14 @@ def _words(r: _Redactor, words: tuple[Word, ...]) -> tuple[Word, ...]:
 
 
 def _element(r: _Redactor, e: Element) -> Element:
-    update = {
-        "text": r.text(e.text, "elements", "text", e.page_number, e.element_id),
-        "table_html": r.html(e.table_html, "elements", "table_html", e.page_number, e.element_id),
-    }
-    return e.model_copy(update=update) if update != {"text": e.text, "table_html": e.table_html} else e
+    text = r.text(e.text, "elements", "text", e.page_number, e.element_id)
+    table = e.table
+    if table is not None:  # its cells are written as table_html
+        cells = [c.model_copy(update={"text": r.text(c.text, "elements", "table_html", e.page_number, e.element_id)})
+                 for c in table.cells]
+        if cells != table.cells:
+            table = table.model_copy(update={"cells": cells})
+    return e.model_copy(update={"text": text, "table": table}) if (text, table) != (e.text, e.table) else e
 
 
 def _page(r: _Redactor, p: PageResult) -> PageResult:

@@ -113,7 +113,8 @@ def element_rows(result: DocumentResult, run_id: str) -> list[dict]:
         {
             "doc_id": result.document.doc_id, "page_number": e.page_number, "element_id": e.element_id,
             "kind": e.kind, "text": e.text, "x0": e.bbox.x0, "y0": e.bbox.y0, "x1": e.bbox.x1, "y1": e.bbox.y1,
-            "confidence": e.confidence, "source": e.source, "table_html": e.table_html, "run_id": run_id,
+            "confidence": e.confidence, "source": e.source, "run_id": run_id,
+            "table_html": e.table.html() if e.table else None,  # the one place a table becomes HTML
         }
         for p in result.pages
         for e in p.parsed.elements

@@ -6,6 +6,7 @@ the pipeline could not find is null and flagged for review, never guessed.
 
 from __future__ import annotations
 
+import html
 from datetime import date
 from decimal import Decimal
 from typing import ClassVar, Literal
@@ -60,6 +61,9 @@ class TableCell(BaseModel):
 
 
 class Table(TargetSchema):
+    """A table's cells with their grid place and spans: what the VLM answers for a complex table, and
+    what the layout parser reads from a ruled table (``Element.table``)."""
+
     schema_name: ClassVar[str] = "table"
     schema_version: ClassVar[str] = "1"
 
@@ -67,6 +71,24 @@ class Table(TargetSchema):
     n_cols: int = 0
     header_rows: int = 0
     cells: list[TableCell] = Field(default_factory=list)
+
+    def html(self) -> str:
+        """The table as HTML (the elements table's ``table_html``): one ``<tr>`` per row from the first
+        to the last row with a cell, header cells (``is_header`` or in the first ``header_rows`` rows) as ``<th>``,
+        spans as ``colspan`` / ``rowspan``, text escaped."""
+        rows: dict[int, list[TableCell]] = {}
+        for c in sorted(self.cells, key=lambda c: (c.row, c.col)):
+            rows.setdefault(c.row, []).append(c)
+        out = []
+        for r in range(min(rows, default=0), max(rows, default=-1) + 1):
+            tds = []
+            for c in rows.get(r, ()):
+                tag = "th" if c.is_header or r < self.header_rows else "td"
+                attrs = (f' colspan="{c.col_span}"' if c.col_span > 1 else "") + \
+                        (f' rowspan="{c.row_span}"' if c.row_span > 1 else "")
+                tds.append(f"<{tag}{attrs}>{html.escape(c.text)}</{tag}>")
+            out.append("<tr>" + "".join(tds) + "</tr>")
+        return "<table>" + "".join(out) + "</table>"
 
 
 class Series(BaseModel):

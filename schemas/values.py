@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from docroute.schemas.targets import Table
+
 Status = Literal["ok", "partial", "failed"]
 Route = Literal["layout", "vlm"]
 VlmStatus = Literal["not_routed", "unavailable", "ok", "truncated", "invalid", "timeout", "failed"]
@@ -128,8 +130,8 @@ class Element(Frozen):
     bbox: BBox
     confidence: float = Field(ge=0.0, le=1.0)
     source: str
-    table_html: str | None = None
-    meta: dict[str, float] = Field(default_factory=dict)  # engine facts, e.g. n_rows, spanning_cells
+    table: Table | None = None  # a table element's cells; the sink writes them as table_html
+    meta: dict[str, float] = Field(default_factory=dict)  # engine facts, e.g. n_rows, ruled
 
 
 class Document(Frozen):

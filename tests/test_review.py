@@ -107,10 +107,12 @@ def test_a_finetune_record_is_the_task_inference_poses(sample_run, tmp_path):
 
     from docroute.extractors.vlm import get_backend
     from docroute.extractors.vlm.structured import generation_schema, parse_and_validate
-    from docroute.pipelines import vlm_stage
     from docroute.pipelines.ingest import open_file
     from docroute.pipelines.settings import Settings
     from docroute.pipelines.validate import jsonable
+    from docroute.pipelines.vlm import stage
+    from docroute.pipelines.vlm.base import Request
+    from docroute.pipelines.vlm.render import handle_renderer
 
     from conftest import SAMPLES
 
@@ -130,10 +132,10 @@ def test_a_finetune_record_is_the_task_inference_poses(sample_run, tmp_path):
     # the prompt and the images of the VLM stage's document call on these pages
     n = len(record["images"])
     assert n == 2 and [c["type"] for c in user["content"]] == ["image", "image", "text"]
-    planned = vlm_stage._Planned("document", Invoice, tuple(range(1, n + 1)))
-    assert user["content"][-1]["text"] == vlm_stage._prompt(planned, n)
+    planned = Request("document", Invoice, tuple(range(1, n + 1)))
+    assert user["content"][-1]["text"] == stage.prompt(planned, Invoice, n)
     with open_file(SAMPLES / "invoice_two_page.pdf") as doc:
-        sent = vlm_stage.render_requests(doc, [planned], settings.vlm.max_pixels)[0]
+        sent = [handle_renderer(doc)(p, None, settings.vlm.max_pixels) for p in planned.page_numbers]
     for rel, image in zip(record["images"], sent, strict=True):
         exported = Image.open(tmp_path / "ft" / rel).convert("RGB")
         assert exported.size == image.size and exported.tobytes() == image.tobytes()

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from docroute.extractors import detect, layout_pymupdf, ocr, pdf
+from docroute.extractors.detect.tables import spanning_cells
 from docroute.pipelines import ingest, route
 from docroute.pipelines.process import process_document, process_page
 from docroute.pipelines.route import RouterOptions
@@ -171,7 +172,8 @@ def test_ruled_invoice_table_cells_come_from_words():
     assert table.element_id == "/page/1/table/1"
     for item in case["invoice"]["line_items"]:
         assert item["description"] in table.text
-    assert "<td" in table.table_html and table.meta["header_spanning_cells"] == 0
+    assert len(table.table.cells) >= 3 * len(case["invoice"]["line_items"])
+    assert spanning_cells(table.table) == (0, 0) and "<td" in table.table.html()
     assert all(e.element_id.startswith("/page/1/") for e in parsed.elements)
     assert len({e.element_id for e in parsed.elements}) == len(parsed.elements)
 
@@ -179,8 +181,8 @@ def test_ruled_invoice_table_cells_come_from_words():
 def test_complex_table_has_spanning_header_cells():
     _, parsed = _parsed("complex_table.pdf")
     table = next(e for e in parsed.elements if e.kind == "table")
-    assert table.meta["header_spanning_cells"] >= 1
-    assert 'colspan="' in table.table_html or 'rowspan="' in table.table_html
+    assert spanning_cells(table.table)[1] >= 1
+    assert 'colspan="' in table.table.html() or 'rowspan="' in table.table.html()
 
 
 def test_plain_text_page_has_title_and_text():

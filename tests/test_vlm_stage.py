@@ -15,8 +15,11 @@ import tiny_vlm
 from docroute.extractors.vlm import VlmResult, get_backend
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings, load_settings
+from docroute.pipelines.sink import element_rows
 from docroute.pipelines.validate import build_extraction, merge_fields
-from docroute.pipelines.vlm_stage import _assemble, _Planned, plan, table_html
+from docroute.pipelines.vlm import stage
+from docroute.pipelines.vlm.base import Request
+from docroute.pipelines.vlm.stage import assemble, plan
 from docroute.schemas import FieldValue
 from docroute.schemas.targets import Invoice, Table
 
@@ -63,7 +66,7 @@ def test_table_html_has_header_cells_and_spans():
         {"row": 0, "col": 0, "text": "Region", "row_span": 1, "col_span": 1, "is_header": True},
         {"row": 0, "col": 1, "text": "2023 <Q>", "row_span": 1, "col_span": 2, "is_header": True},
         {"row": 1, "col": 0, "text": "EU", "row_span": 1, "col_span": 1, "is_header": False}]}
-    assert table_html(data) == ('<table><tr><th>Region</th><th colspan="2">2023 &lt;Q&gt;</th></tr>'
+    assert Table.model_validate(data).html() == ('<table><tr><th>Region</th><th colspan="2">2023 &lt;Q&gt;</th></tr>'
                                 "<tr><td>EU</td></tr></table>")
 
 
@@ -102,19 +105,77 @@ def test_plan_sends_a_multipage_document_in_one_call_and_regions_as_crops():
 def test_a_vlm_table_replaces_the_element_table_html_only_when_it_has_cells():
     pages = list(process_document(SAMPLES / "complex_table.pdf", Settings(workers=1)).pages)
     table = next(e for e in pages[0].parsed.elements if e.kind == "table")
-    req = _Planned("complex_table", Table, (1,), table.bbox, table.element_id, table.element_id)
+    req = Request("complex_table", Table, (1,), table.bbox, table.element_id, table.element_id)
     cells = [{"row": 0, "col": 0, "text": "Region", "row_span": 2, "col_span": 1, "is_header": True}]
     good = VlmResult(status="ok", data={"n_rows": 1, "n_cols": 1, "header_rows": 1, "cells": cells},
                      field_confidence={"cells": 0.9, "n_rows": 0.8, "n_cols": 0.8, "header_rows": 0.7}, model="m")
-    out = _assemble(pages, [1], Invoice, [req], [good])
+    out = assemble(pages, [1], Invoice, [req], [good])
     new = next(e for e in out.pages[0].parsed.elements if e.element_id == table.element_id)
-    assert new.table_html == '<table><tr><th rowspan="2">Region</th></tr></table>' and out.pages[0].vlm_status == "ok"
+    assert new.table == Table.model_validate(good.data) and new.source == f"{table.source}+vlm"
+    assert new.table.html() == '<table><tr><th rowspan="2">Region</th></tr></table>' and out.pages[0].vlm_status == "ok"
     ex = out.extra[0]
     assert ex.schema_name == "table" and ex.fields["cells"].source == "vlm" and ex.fields["cells"].bbox == table.bbox
-    assert json.loads(ex.raw_json)["layout_table_html"] == table.table_html
+    assert json.loads(ex.raw_json)["layout_table_html"] == table.table.html()
     empty = VlmResult(status="ok", data={"n_rows": 0, "n_cols": 0, "header_rows": 0, "cells": []}, model="m")
-    out = _assemble(pages, [1], Invoice, [req], [empty])
-    assert next(e for e in out.pages[0].parsed.elements if e.element_id == table.element_id).table_html == table.table_html
+    out = assemble(pages, [1], Invoice, [req], [empty])
+    assert next(e for e in out.pages[0].parsed.elements if e.element_id == table.element_id).table == table.table
+
+
+def test_a_vlm_table_answer_and_the_layout_table_are_written_by_the_same_function():
+    doc = process_document(SAMPLES / "complex_table.pdf", Settings(workers=1))
+    table = next(e for e in doc.pages[0].parsed.elements if e.kind == "table")
+    html = {r["element_id"]: r["table_html"] for r in element_rows(doc, "r")}
+    assert html[table.element_id] == table.table.html() and 'colspan="4"' in html[table.element_id]
+    answer = {"n_rows": 2, "n_cols": 3, "header_rows": 1, "cells": [
+        {"row": 0, "col": 0, "text": "Region", "row_span": 2, "col_span": 1, "is_header": True},
+        {"row": 0, "col": 1, "text": "2023", "row_span": 1, "col_span": 2, "is_header": True},
+        {"row": 1, "col": 1, "text": "Q1", "row_span": 1, "col_span": 1, "is_header": True}]}
+    req = Request("complex_table", Table, (1,), table.bbox, table.element_id, table.element_id)
+    out = assemble(list(doc.pages), [1], Invoice, [req], [VlmResult(status="ok", data=answer, model="m")])
+    html = {r["element_id"]: r["table_html"] for r in element_rows(doc.model_copy(update={"pages": tuple(out.pages)}), "r")}
+    assert html[table.element_id] == Table.model_validate(answer).html() == (
+        '<table><tr><th rowspan="2">Region</th><th colspan="2">2023</th></tr><tr><th>Q1</th></tr></table>')
+
+
+def test_each_region_kind_is_one_registered_processor(monkeypatch):
+    assert {p.reason: p.schema.schema_name for p in stage.PROCESSORS} == {
+        "complex_table": "table", "chart": "chart", "handwriting": "handwriting"}
+    assert all(p.hint for p in stage.PROCESSORS)
+    pages = list(process_document(SAMPLES / "chart.pdf", Settings(workers=1)).pages)
+    layout = {"total": FieldValue(name="total", value=Decimal(1), confidence=0.9, source="layout")}  # not from page 1
+    assert [r.kind for r in plan(pages, Invoice, layout, max_pages=4)] == ["chart"]
+    # unregistered, a routed chart has no processor: the page goes to the document schema instead
+    monkeypatch.setattr(stage, "PROCESSORS", tuple(p for p in stage.PROCESSORS if p.reason != "chart"))
+    assert [r.kind for r in plan(pages, Invoice, layout, max_pages=4)] == ["document"]
+
+
+def test_the_stage_takes_its_pixels_from_the_injected_render():
+    from PIL import Image
+
+    from docroute.pipelines.ingest import open_file
+    from docroute.pipelines.vlm.render import handle_renderer
+
+    path = SAMPLES / "complex_table.pdf"
+    pages = list(process_document(path, Settings(workers=1)).pages)
+    vlm = Settings().vlm.model_copy(update={"backend": "openai", "model": "m", "server_url": "http://127.0.0.1:9/v1",
+                                            "retries": 0, "timeout_s": 2.0})
+    planned = plan(pages, Invoice, {}, vlm.max_pages)
+    calls = []
+
+    def render(n, bbox, max_pixels):
+        calls.append((n, bbox, max_pixels))
+        return Image.new("RGB", (8, 8))
+
+    with open_file(path) as doc:
+        out = stage.run_vlm_stage(doc, pages, Invoice, vlm, layout_fields={}, render=render)
+        assert out.status in ("failed", "timeout") and calls  # nothing listens on port 9
+        assert calls == [(n, r.bbox, vlm.max_pixels) for r in planned for n in r.page_numbers]
+        box = planned[-1].bbox
+        default = handle_renderer(doc)  # the page, and a crop at its own dpi: both use the budget
+        page, crop = default(1, None, vlm.max_pixels), default(1, box, vlm.max_pixels)
+    for img in (page, crop):
+        assert 0.98 < img.width * img.height / vlm.max_pixels < 1.02
+    assert abs(crop.width / crop.height - box.width / box.height) < 0.02 * box.width / box.height
 
 
 # ------------------------------------------------------------------------------ the pipeline, for real

@@ -25,7 +25,7 @@ from docroute.extractors.detect.charts import RenderClip, chart_regions, chart_s
 from docroute.extractors.detect.handwriting import handwriting_regions
 from docroute.extractors.detect.ocr_quality import ocr_region, ocr_signals
 from docroute.extractors.detect.raster import analyse_ink
-from docroute.extractors.detect.tables import table_regions
+from docroute.extractors.detect.tables import spanning_cells, table_regions
 from docroute.schemas import PageContent, ParsedPage, Region, Word
 
 if TYPE_CHECKING:
@@ -52,9 +52,11 @@ def ink_signals(content: PageContent, words: Sequence[Word]) -> dict[str, float]
 
 
 def table_signals(parsed: ParsedPage) -> dict[str, float]:
+    """Tables on the page, and the most (header) spanning cells of one of them, from its typed cells."""
     tables = [e for e in parsed.elements if e.kind == "table"]
-    spanning = max((e.meta.get("spanning_cells", 0.0) for e in tables), default=0.0)
-    header_spans = max((e.meta.get("header_spanning_cells", 0.0) for e in tables), default=0.0)
+    counts = [spanning_cells(e.table) for e in tables if e.table is not None]
+    spanning = max((n for n, _ in counts), default=0)
+    header_spans = max((h for _, h in counts), default=0)
     return {"tables": float(len(tables)), "table_spanning_cells": float(spanning),
             "table_header_spanning_cells": float(header_spans)}
 

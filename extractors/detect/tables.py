@@ -3,8 +3,8 @@
 Every table on the page becomes a candidate region with its evidence; the policy decides which are
 complex. Tables come from three places, cheapest first:
 
-- ruled tables that ``find_tables`` found during the layout parse (their cells, spans included, are
-  in the element's HTML);
+- ruled tables that ``find_tables`` found during the layout parse (their typed cells, spans included,
+  are the element's ``table``);
 - unruled tables that PyMuPDF's layout model found, when the parse ran it;
 - unruled numeric grids found here from word geometry: three or more nearby lines that split into
   several cells, with numbers in them.
@@ -13,7 +13,8 @@ For each table the header is read from word geometry: the data columns are the x
 rows' cells occupy, and a header cell that straddles two or more data columns, above a header line
 that splits under it, is a spanning (nested) header cell — ``Revenue`` over ``2023 | 2024``. This works
 for ruled and unruled tables alike. ``find_tables``' own span count is checked against the data
-columns: a stray short ruling makes phantom grid columns and phantom spans, which are not counted.
+columns: a stray short ruling makes phantom grid columns and phantom spans, which are not counted
+(:func:`spanning_cells`, the one definition of a spanning cell).
 
 A plain invoice line-item table (one header row, no spans) has no such evidence and stays on the
 layout route.
@@ -21,20 +22,16 @@ layout route.
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from docroute.extractors.detect.common import Line, Segment, is_number, median, resplit, text_lines
 from docroute.schemas import BBox, Drawing, Element, ParsedPage, Region, Word
+from docroute.schemas.targets import Table
 
 MIN_GRID_LINES = 3  # an unruled numeric grid has at least this many rows
 MIN_COLUMNS = 3  # ...and at least this many data columns
 MAX_HEADER_LINES = 6
-_TD = re.compile(r"<td(?P<attrs>[^>]*)>(?P<text>.*?)</td>", re.S)
-_TR = re.compile(r"<tr>(?P<cells>.*?)</tr>", re.S)
-_SPAN = re.compile(r'(colspan|rowspan)="(\d+)"')
 
 
 @dataclass(frozen=True)
@@ -207,7 +204,7 @@ class TableFacts:
         }
 
 
-def analyse(lines: Sequence[Line], bbox: BBox, source: str, ruled: bool, html_table: str | None,
+def analyse(lines: Sequence[Line], bbox: BBox, source: str, ruled: bool, table: Table | None,
             drawings: Sequence[Drawing] = (), bounded: bool = True) -> TableFacts | None:
     """Facts of the table in ``bbox``. ``bounded``: the box includes the header (a table a parser
     found); otherwise (a grid of body rows found here) the header is read from the lines just above."""
@@ -223,7 +220,7 @@ def analyse(lines: Sequence[Line], bbox: BBox, source: str, ruled: bool, html_ta
     rules = _straddle_rules(drawings, header[0].y0, body[0].y0, bbox.x0, bbox.x1) if header else []
     spans = spanning_headers(header, bands, rules, body[0]) if len(bands) >= 3 else []
     segs = [s for ln in body for s in ln.segments]
-    ruled_spans, ruled_head = _checked_html_spans(html_table) if html_table else (0, 0)
+    ruled_spans, ruled_head = spanning_cells(table) if table is not None else (0, 0)
     return TableFacts(
         bbox=BBox.enclosing([bbox] + [BBox(x0=ln.x0, y0=ln.y0, x1=ln.x1, y1=ln.y1) for ln in header]),
         n_rows=len(body), n_cols=len(bands), header_lines=len(header), spanning_headers=len(spans),
@@ -233,31 +230,17 @@ def analyse(lines: Sequence[Line], bbox: BBox, source: str, ruled: bool, html_ta
     )
 
 
-def _checked_html_spans(table_html: str) -> tuple[int, int]:
-    """Spanning cells of a find_tables grid that span real columns or rows: (all, in the header).
+def spanning_cells(table: Table) -> tuple[int, int]:
+    """Spanning cells of a table that span real columns or rows: (all, in the header).
 
-    Cells are placed by walking the HTML rows with their colspans and rowspans. A column span counts
-    when it has text and covers two or more grid columns that carry text in unspanned cells, but not
-    every such column (a full-width section or caption row is not a complex structure); a stray
-    short ruling makes phantom grid columns, and spans over those are not counted. A row span counts
-    when its text is a short label beside rows of numbers: a missing horizontal ruling merges rows of
-    data (or wrapped header lines) into one grid cell, which is not a designed span.
+    A column span counts when it has text and covers two or more grid columns that carry text in
+    unspanned cells, but not every such column (a full-width section or caption row is not a complex
+    structure); a stray short ruling makes phantom grid columns, and spans over those are not counted.
+    A row span counts when its text is a short label beside rows of numbers: a missing horizontal
+    ruling merges rows of data (or wrapped header lines) into one grid cell, which is not a designed
+    span. A header span is a column span in the first two rows.
     """
-    grid: dict[tuple[int, int], bool] = {}
-    cells: list[tuple[int, int, int, int, str]] = []
-    for r, tr in enumerate(_TR.finditer(table_html)):
-        c = 0
-        for td in _TD.finditer(tr.group("cells")):
-            while grid.get((r, c)) is not None:
-                c += 1
-            attrs = {k: int(v) for k, v in _SPAN.findall(td.group("attrs"))}
-            cs, rs = attrs.get("colspan", 1), attrs.get("rowspan", 1)
-            text = html.unescape(td.group("text")).strip()
-            for dr in range(rs):
-                for dc in range(cs):
-                    grid[(r + dr, c + dc)] = bool(text)
-            cells.append((r, c, rs, cs, text))
-            c += cs
+    cells = [(c.row, c.col, c.row_span, c.col_span, c.text.strip()) for c in table.cells]
     text_cols = {c for r, c, rs, cs, t in cells if t and cs == 1}
     text_rows = {r for r, c, rs, cs, t in cells if t and rs == 1}
     numeric_rows = {r for r, c, rs, cs, t in cells if t and rs == 1 and is_number(t)}
@@ -318,7 +301,7 @@ def table_candidates(parsed: ParsedPage, words: Sequence[Word] | None = None,
     tables: list[Element] = [e for e in parsed.elements if e.kind == "table"]
     for e in tables:
         ruled = e.source.endswith("find_tables")
-        facts = analyse(lines, e.bbox, e.source.split(":")[-1], ruled, e.table_html if ruled else None, drawings)
+        facts = analyse(lines, e.bbox, e.source.split(":")[-1], ruled, e.table if ruled else None, drawings)
         if facts is not None:
             out.append(facts)
     taken = [t.bbox for t in out] + [e.bbox for e in tables]
