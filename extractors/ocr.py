@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,12 +32,6 @@ class OcrOptions:
 
 def tesseract_available() -> bool:
     return shutil.which("tesseract") is not None
-
-
-def installed_languages() -> set[str]:
-    import pytesseract
-
-    return set(pytesseract.get_languages(config=""))
 
 
 def ocr_words(image: Image.Image, dpi: float, options: OcrOptions = OcrOptions()) -> tuple[Word, ...]:
@@ -79,7 +72,3 @@ def ocr_words(image: Image.Image, dpi: float, options: OcrOptions = OcrOptions()
             )
         )
     return tuple(words)
-
-
-def mean_confidence(words: tuple[Word, ...]) -> float | None:
-    return statistics.fmean(w.confidence for w in words) if words else None

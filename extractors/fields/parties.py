@@ -28,7 +28,6 @@ LEGAL_FORMS = frozenset({
     "bv", "b.v.", "nv", "n.v.", "vof", "sa", "s.a.", "sas", "sarl", "sàrl", "eurl", "sprl", "srl", "spa", "s.p.a.",
     "oy", "ab", "as", "a/s", "aps", "pvt", "pvt.", "llp", "lp", "gbr", "ohg", "se", "s.l.", "sl",
 })
-SENDER_SEPARATORS = (" - ", " – ", " | ", " · ", " • ")
 MAX_ADDRESS_LINES = 5
 
 
