@@ -17,9 +17,9 @@ from rapidfuzz import fuzz, process
 
 from docroute.schemas.values import BBox, Word
 
+from .amounts import NumberStyle, find_amounts, parse_amount
 from .labels import LabelHit, norm_token
 from .lines import Row, word_confidence
-from .values import NumberStyle, find_amounts, parse_amount
 
 DESCRIPTION, QUANTITY, UNIT_PRICE, AMOUNT, OTHER_COLUMN = "description", "quantity", "unit_price", "amount", "other"
 _NUMERIC = (QUANTITY, UNIT_PRICE, AMOUNT)
