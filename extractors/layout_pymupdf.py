@@ -76,7 +76,7 @@ def _classify(block: _Block, body_size: float, page: PageContent) -> ElementKind
     if n_words <= 12 and (b.y0 >= page.height * (1 - MARGIN_SHARE)):
         return "footer"
     size = max((w.size or 0.0) for w in block.words)
-    bold = any(w.font and ("Bold" in w.font or w.font.endswith("bo")) for w in block.words)
+    bold = any(w.bold for w in block.words)
     if n_words <= 12 and (size >= 1.25 * body_size or (bold and "\n" not in text and n_words <= 6)):
         return "title"
     if _LIST_MARK.match(text):
