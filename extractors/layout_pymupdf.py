@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from docroute.extractors.lines import parser_lines
 from docroute.schemas import BBox, Element, ElementKind, PageContent, ParsedPage, Word
 
 if TYPE_CHECKING:
@@ -50,10 +51,7 @@ class _Block:
 
 def words_to_text(words: Iterable[Word]) -> str:
     """Words in reading order, one output line per (block, line)."""
-    lines: dict[tuple[int, int], list[Word]] = defaultdict(list)
-    for w in words:
-        lines[(w.block, w.line)].append(w)
-    ordered = sorted(lines.values(), key=lambda ws: (min(w.bbox.y0 for w in ws), min(w.bbox.x0 for w in ws)))
+    ordered = sorted(parser_lines(words), key=lambda ws: (min(w.bbox.y0 for w in ws), min(w.bbox.x0 for w in ws)))
     return "\n".join(" ".join(w.text for w in sorted(ws, key=lambda w: w.bbox.x0)) for ws in ordered)
 
 
