@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from docroute.extractors.lines import parser_lines
 from docroute.schemas import BBox, Element, ElementKind, PageContent, ParsedPage, Word
 from docroute.schemas.targets import Table, TableCell
 
@@ -51,10 +52,7 @@ class _Block:
 
 def words_to_text(words: Iterable[Word]) -> str:
     """Words in reading order, one output line per (block, line)."""
-    lines: dict[tuple[int, int], list[Word]] = defaultdict(list)
-    for w in words:
-        lines[(w.block, w.line)].append(w)
-    ordered = sorted(lines.values(), key=lambda ws: (min(w.bbox.y0 for w in ws), min(w.bbox.x0 for w in ws)))
+    ordered = sorted(parser_lines(words), key=lambda ws: (min(w.bbox.y0 for w in ws), min(w.bbox.x0 for w in ws)))
     return "\n".join(" ".join(w.text for w in sorted(ws, key=lambda w: w.bbox.x0)) for ws in ordered)
 
 
@@ -77,7 +75,7 @@ def _classify(block: _Block, body_size: float, page: PageContent) -> ElementKind
     if n_words <= 12 and (b.y0 >= page.height * (1 - MARGIN_SHARE)):
         return "footer"
     size = max((w.size or 0.0) for w in block.words)
-    bold = any(w.font and ("Bold" in w.font or w.font.endswith("bo")) for w in block.words)
+    bold = any(w.bold for w in block.words)
     if n_words <= 12 and (size >= 1.25 * body_size or (bold and "\n" not in text and n_words <= 6)):
         return "title"
     if _LIST_MARK.match(text):

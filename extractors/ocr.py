@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,12 +36,6 @@ class OcrOptions(BaseModel):
 
 def tesseract_available() -> bool:
     return shutil.which("tesseract") is not None
-
-
-def installed_languages() -> set[str]:
-    import pytesseract
-
-    return set(pytesseract.get_languages(config=""))
 
 
 def ocr_words(image: Image.Image, dpi: float, options: OcrOptions = OcrOptions()) -> tuple[Word, ...]:
@@ -83,7 +76,3 @@ def ocr_words(image: Image.Image, dpi: float, options: OcrOptions = OcrOptions()
             )
         )
     return tuple(words)
-
-
-def mean_confidence(words: tuple[Word, ...]) -> float | None:
-    return statistics.fmean(w.confidence for w in words) if words else None

@@ -116,30 +116,33 @@ def structure_damage() -> str | None:
     return "; ".join(seen[:3]) if seen else None
 
 
+def _bold(font: str | None) -> bool:
+    """A bold font by its name ("Helvetica-Bold", "MyriadPro-Semibold", "Arial-Black", MuPDF's "hebo").
+
+    Not PyMuPDF's bold flag (span flags & TEXT_FONT_BOLD): it marks every span of some files bold, the
+    regular font too (invoice2data oyo.pdf: NimbusSanL-Regu and NimbusSanL-Bold both carry flags 20).
+    """
+    f = (font or "").casefold()
+    return any(k in f for k in ("bold", "black", "heavy", "hebo")) or f.endswith("bo")
+
+
 def read_words(page: pymupdf.Page, page_number: int) -> tuple[Word, ...]:
-    """Words of the text layer with their bbox and the font size of their line."""
+    """Words of the text layer with their bbox and the font, size and boldness of their line's largest span."""
     pymupdf = _pymupdf()
     flags = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP | pymupdf.TEXT_DEHYPHENATE
     tp = page.get_textpage(flags=flags)
-    info: dict[tuple[int, int], tuple[str | None, float | None]] = {}
+    info: dict[tuple[int, int], dict] = {}
     for b_no, block in enumerate(page.get_text("dict", textpage=tp)["blocks"]):
         for l_no, line in enumerate(block.get("lines", ())):
-            spans = line.get("spans") or ()
-            if spans:
+            if spans := line.get("spans"):
                 big = max(spans, key=lambda s: s.get("size", 0.0))
-                info[(b_no, l_no)] = (big.get("font"), round(float(big.get("size", 0.0)), 2))
-    words = []
-    for x0, y0, x1, y1, text, b_no, l_no, _w in page.get_text("words", textpage=tp):
-        if not text.strip():
-            continue
-        font, size = info.get((b_no, l_no), (None, None))
-        words.append(
-            Word(
-                text=text, bbox=BBox(x0=x0, y0=y0, x1=x1, y1=y1), confidence=1.0,
-                block=b_no, line=l_no, font=font, size=size, source="pdf",
-            )
-        )
-    return tuple(words)
+                font = big.get("font")
+                info[(b_no, l_no)] = {"font": font, "size": round(float(big.get("size", 0.0)), 2), "bold": _bold(font)}
+    return tuple(
+        Word(text=text, bbox=BBox(x0=x0, y0=y0, x1=x1, y1=y1), confidence=1.0, block=b_no, line=l_no,
+             source="pdf", **info.get((b_no, l_no), {}))
+        for x0, y0, x1, y1, text, b_no, l_no, _w in page.get_text("words", textpage=tp) if text.strip()
+    )
 
 
 def _drawings(page: pymupdf.Page) -> tuple[Drawing, ...]:

@@ -91,6 +91,7 @@ class Word(Frozen):
     line: int = 0
     font: str | None = None
     size: float | None = None
+    bold: bool = False  # the font of the word's line is bold, by its name (pdf._bold); OCR words: False
     source: Literal["pdf", "ocr"] = "pdf"
 
 

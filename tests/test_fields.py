@@ -16,16 +16,10 @@ import pymupdf  # noqa: E402
 import pytest  # noqa: E402
 
 from docroute.extractors.fields import extract_invoice  # noqa: E402
-from docroute.extractors.fields.values import (  # noqa: E402
-    DAY_FIRST,
-    MONTH_FIRST,
-    NumberStyle,
-    currency_code,
-    find_amounts,
-    find_dates,
-    infer_currency,
-    infer_style,
-)
+from docroute.extractors.fields.amounts import DAY_FIRST, MONTH_FIRST, NumberStyle, find_amounts  # noqa: E402
+from docroute.extractors.fields.conventions import infer_currency, infer_style  # noqa: E402
+from docroute.extractors.fields.currency import currency_code  # noqa: E402
+from docroute.extractors.fields.dates import find_dates  # noqa: E402
 from docroute.schemas.targets import Invoice  # noqa: E402
 from docroute.schemas.values import BBox, FieldValue, ParsedPage, Word  # noqa: E402
 

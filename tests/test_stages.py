@@ -77,6 +77,8 @@ def test_text_layer_words_carry_bbox_and_font():
     for w in content.words:
         assert 0 <= w.bbox.x0 < w.bbox.x1 <= rect.width + 1 and 0 <= w.bbox.y0 < w.bbox.y1 <= rect.height + 1
     assert max(w.size for w in content.words) > min(w.size for w in content.words)  # title vs body
+    assert {w.bold for w in content.words} == {True, False}  # the sample mixes Helvetica and Helvetica-Bold
+    assert all(w.bold == (w.font == "Helvetica-Bold") for w in content.words)
 
 
 def _alto_text(path) -> str:

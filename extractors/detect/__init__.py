@@ -31,7 +31,7 @@ from docroute.schemas import PageContent, ParsedPage, Region, Word
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["Detection", "chart_signals", "clip_renderer", "detect_page", "ink_signals", "ocr_signals", "page_signals", "table_signals"]
+__all__ = ["Detection", "chart_signals", "clip_renderer", "detect_page", "ink_signals", "ocr_signals", "table_signals"]
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,6 @@ def detect_page(content: PageContent, parsed: ParsedPage, image: Image.Image | N
         signals[f"{kind}_score_max"] = max((r.score for r in of_kind), default=0.0)
     signals["detect_ms"] = (time.perf_counter() - t0) * 1000
     return Detection(signals={k: round(float(v), 4) for k, v in signals.items()}, regions=tuple(regions))
-
-
-def page_signals(content: PageContent, parsed: ParsedPage, image: Image.Image | None = None,
-                 dpi: float | None = None) -> dict[str, float]:
-    """The page-level signals of :func:`detect_page` (kept for callers that need no regions)."""
-    return detect_page(content, parsed, image, dpi).signals
 
 
 def clip_renderer(page) -> RenderClip:

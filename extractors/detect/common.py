@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from docroute.extractors.lines import split_at_gaps, visual_lines
 from docroute.schemas import BBox, Word
 
 _NUMBER = re.compile(r"^[(\[]?[-+−–]?[$€£¥₹%]?\d[\d.,' ]*%?[)\]]?[*¹²³⁴⁵⁶⁷⁸⁹⁰a-z]?$")
@@ -122,33 +123,8 @@ def text_lines(words: Sequence[Word], gap_factor: float = 0.9) -> list[Line]:
     A gap wider than ``gap_factor`` times the line's median word height starts a new segment: in a
     table that is a new cell, in prose it never happens.
     """
-    ws = sorted((w for w in words if w.text.strip() and not _LEADER.match(w.text.strip())),
-                key=lambda w: (w.bbox.cy, w.bbox.x0))
-    rows: list[list[Word]] = []
-    y0 = y1 = 0.0
-    for w in ws:
-        b = w.bbox
-        if rows:
-            h = max(1.0, min(y1 - y0, b.y1 - b.y0))
-            if min(y1, b.y1) - max(y0, b.y0) >= 0.5 * h:
-                rows[-1].append(w)
-                y0, y1 = min(y0, b.y0), max(y1, b.y1)
-                continue
-        rows.append([w])
-        y0, y1 = b.y0, b.y1
-    lines = []
-    for row in rows:
-        row.sort(key=lambda w: w.bbox.x0)
-        h = median([w.bbox.height for w in row], 8.0)
-        segs: list[list[Word]] = [[row[0]]]
-        right = row[0].bbox.x1
-        for w in row[1:]:
-            if w.bbox.x0 - right > gap_factor * h:
-                segs.append([w])
-            else:
-                segs[-1].append(w)
-            right = max(right, w.bbox.x1) if len(segs[-1]) > 1 else w.bbox.x1
-        lines.append(Line.of([Segment.of(s) for s in segs]))
+    ws = sorted((w for w in words if w.text.strip() and not _LEADER.match(w.text.strip())), key=lambda w: w.bbox.x0)
+    lines = [_line(row, gap_factor) for row in visual_lines(ws, lookback=1, grow=True, min_height=1.0)]
     lines.sort(key=lambda ln: ln.y0)
     return lines
 
@@ -159,14 +135,10 @@ def resplit(line: Line, gap_factor: float) -> Line:
     Header cells sit closer together than body cells; a word space is about a quarter of a word's
     height, so 0.5 splits cells without splitting phrases.
     """
-    words = sorted((w for s in line.segments for w in s.words), key=lambda w: w.bbox.x0)
+    return _line([w for s in line.segments for w in s.words], gap_factor)
+
+
+def _line(words: Sequence[Word], gap_factor: float) -> Line:
+    words = sorted(words, key=lambda w: w.bbox.x0)
     h = median([w.bbox.height for w in words], 8.0)
-    segs: list[list[Word]] = [[words[0]]]
-    right = words[0].bbox.x1
-    for w in words[1:]:
-        if w.bbox.x0 - right > gap_factor * h:
-            segs.append([w])
-        else:
-            segs[-1].append(w)
-        right = max(right, w.bbox.x1)
-    return Line.of([Segment.of(s) for s in segs])
+    return Line.of([Segment.of(s) for s in split_at_gaps(words, gap_factor * h)])

@@ -132,8 +132,13 @@ def _kind(w: int, h: int, area: int, px: float) -> str:
     return "glyph"
 
 
-def _text_lines(comps: Sequence[Comp]) -> list[list[Comp]]:
-    """Components grouped into text lines: vertical centres within half a line height, gaps < 4 heights."""
+def _component_lines(comps: Sequence[Comp]) -> list[list[Comp]]:
+    """Ink components grouped into text lines: vertical centres within half a line height, gaps < 4 heights.
+
+    Not ``extractors.lines.visual_lines``: the pieces of handwriting are letters and loops of uneven
+    height on a drifting baseline, so they join a line by their centre, near its last piece, not by
+    overlapping its first box.
+    """
     lines: list[tuple[float, float, int, list[Comp]]] = []  # (cy, h, x1, comps)
     for c in sorted(comps, key=lambda c: ((c.y0 + c.y1) / 2, c.x0)):
         cy = (c.y0 + c.y1) / 2
@@ -158,7 +163,7 @@ def regularity(comps: Sequence[Comp]) -> tuple[int, float, float]:
     import statistics
 
     n = aligned = regular = 0
-    for line in _text_lines([c for c in comps if c.area >= 10 and c.h >= 4]):
+    for line in _component_lines([c for c in comps if c.area >= 10 and c.h >= 4]):
         if len(line) < 5:
             continue
         line.sort(key=lambda c: c.x0)

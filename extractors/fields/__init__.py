@@ -6,7 +6,8 @@
 * ``lines``: words -> phrases -> rows;
 * ``labels``: the multilingual label lexicon and fuzzy label matching;
 * ``regions``: where a label's value is printed (right of it, or below it);
-* ``values``: money, dates and currencies, with the document's own conventions;
+* ``currency``, ``amounts``, ``dates``: currencies, money and dates in printed text;
+* ``conventions``: the document's own number, date and currency conventions;
 * ``line_items``: the item table (header columns, rows, wrapped descriptions, page breaks);
 * ``parties``: vendor and customer names and addresses;
 * ``invoice``: the composition.

@@ -17,19 +17,13 @@ from docroute.schemas.values import BBox, FieldValue, ParsedPage, Word
 
 from . import line_items as li
 from . import parties
+from .amounts import NumberStyle, find_amounts, numeric_core
+from .conventions import currency_votes, infer_style
+from .currency import currency_code
+from .dates import find_dates, numeric_date_parts
 from .labels import OTHER, SHIP_TO, LabelHit, find_labels, hits_by_row
 from .lines import Row, fold, page_rows, word_confidence, words_source
 from .regions import BELOW, below, right_of
-from .values import (
-    NumberStyle,
-    currency_code,
-    currency_votes,
-    find_amounts,
-    find_dates,
-    infer_style,
-    numeric_core,
-    numeric_date_parts,
-)
 
 AMOUNT_FIELDS = ("subtotal", "tax_total", "total")
 FALLBACK = 0.6  # match quality of a value found by a fallback heuristic rather than next to its label

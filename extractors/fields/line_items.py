@@ -17,9 +17,9 @@ from rapidfuzz import fuzz, process
 
 from docroute.schemas.values import BBox, Word
 
+from .amounts import NumberStyle, find_amounts, parse_amount
 from .labels import LabelHit, norm_token
 from .lines import Row, word_confidence
-from .values import NumberStyle, find_amounts, parse_amount
 
 DESCRIPTION, QUANTITY, UNIT_PRICE, AMOUNT, OTHER_COLUMN = "description", "quantity", "unit_price", "amount", "other"
 _NUMERIC = (QUANTITY, UNIT_PRICE, AMOUNT)
@@ -384,8 +384,3 @@ def _extend_description(item: Item, more: tuple[Word, ...]) -> Item:
     words = (item.description.words if item.description else ()) + more
     cell = Cell(" ".join(w.text for w in words), words, word_confidence(words))
     return Item(cell, item.quantity, item.unit_price, item.amount, item.page_number, item.derived)
-
-
-def item_confidence(item: Item) -> float:
-    cells = [c for c in (item.description, item.quantity, item.unit_price, item.amount) if c is not None]
-    return statistics.fmean(c.confidence for c in cells) if cells else 0.0

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
+from docroute.extractors.lines import parser_lines, split_at_gaps, visual_lines
 from docroute.schemas.values import BBox, ParsedPage, Word
 
 # A gap wider than this many line heights splits a parser line into two phrases.
@@ -109,23 +110,14 @@ def split_glued(word: Word) -> list[Word]:
     return [left, *split_glued(right)]
 
 
-def _v_overlap(a: BBox, b: BBox) -> float:
-    inter = min(a.y1, b.y1) - max(a.y0, b.y0)
-    smaller = min(a.height, b.height) or 1.0
-    return inter / smaller
-
-
 def skew_slope(words: Sequence[Word]) -> float:
     """How much the text lines climb per point of x (0 for a straight page), from the parser's lines.
 
     A photographed or badly scanned page has tilted lines; grouping words into rows then compares
     their heights after removing the tilt (a shear, the small-angle rotation).
     """
-    groups: dict[tuple[int, int], list[Word]] = {}
-    for w in words:
-        groups.setdefault((w.block, w.line), []).append(w)
     slopes = []
-    for group in groups.values():
+    for group in parser_lines(words):
         if len(group) < 3:
             continue
         group = sorted(group, key=lambda w: w.bbox.x0)
@@ -147,37 +139,14 @@ def skew_slope(words: Sequence[Word]) -> float:
 
 
 def _phrases_from_parser_lines(words: Sequence[Word], page_number: int, key) -> list[Phrase]:
-    groups: dict[tuple[int, int], list[Word]] = {}
-    for w in words:
-        groups.setdefault((w.block, w.line), []).append(w)
     phrases: list[Phrase] = []
-    for group in groups.values():
+    for group in parser_lines(words):
         # one parser line may still hold several visual lines (OCR line numbers restart per paragraph)
-        for line in _cluster_rows(group, key, overlap=0.2):
+        for line in visual_lines(group, key, overlap=0.2):
             line.sort(key=lambda w: w.bbox.x0)
             height = statistics.median(w.bbox.height for w in line)
-            run = [line[0]]
-            for w in line[1:]:
-                if w.bbox.x0 - run[-1].bbox.x1 > PHRASE_GAP * height:
-                    phrases.append(Phrase(tuple(run), page_number))
-                    run = []
-                run.append(w)
-            phrases.append(Phrase(tuple(run), page_number))
+            phrases += [Phrase(tuple(run), page_number) for run in split_at_gaps(line, PHRASE_GAP * height, from_previous=True)]
     return phrases
-
-
-def _cluster_rows(items: list, box, overlap: float = ROW_OVERLAP) -> list[list]:
-    """Greedy clustering by vertical overlap of ``box(item)``, top to bottom."""
-    rows: list[tuple[BBox, list]] = []
-    for item in sorted(items, key=lambda it: box(it).cy):
-        b = box(item)
-        for band, members in rows[-4:]:
-            if _v_overlap(band, b) >= overlap:
-                members.append(item)
-                break
-        else:
-            rows.append((b, [item]))
-    return [members for _, members in rows]
 
 
 def page_rows(page: ParsedPage) -> tuple[Row, ...]:
@@ -192,7 +161,7 @@ def page_rows(page: ParsedPage) -> tuple[Row, ...]:
 
     phrases = _phrases_from_parser_lines(words, page.page_number, lambda w: level(w.bbox))
     rows: list[Row] = []
-    for members in _cluster_rows(phrases, lambda p: level(p.bbox)):
+    for members in visual_lines(phrases, lambda p: level(p.bbox), overlap=ROW_OVERLAP):
         members.sort(key=lambda p: p.bbox.x0)
         merged = [members[0]]
         for p in members[1:]:

@@ -28,7 +28,6 @@ LEGAL_FORMS = frozenset({
     "bv", "b.v.", "nv", "n.v.", "vof", "sa", "s.a.", "sas", "sarl", "sàrl", "eurl", "sprl", "srl", "spa", "s.p.a.",
     "oy", "ab", "as", "a/s", "aps", "pvt", "pvt.", "llp", "lp", "gbr", "ohg", "se", "s.l.", "sl",
 })
-SENDER_SEPARATORS = (" - ", " – ", " | ", " · ", " • ")
 MAX_ADDRESS_LINES = 5
 
 
@@ -159,11 +158,6 @@ def _ocr_noise(words: Sequence[Word]) -> bool:
     return odd > 0 and (len(words) == 1 or odd * 4 >= len(text) - odd)
 
 
-def _is_bold(words: Sequence[Word]) -> bool:
-    return any(w.font and any(k in w.font.casefold() for k in ("bold", "black", "heavy", "hebo", "semibold"))
-               for w in words)
-
-
 def _without_titles(words: Sequence[Word]) -> tuple[Word, ...]:
     words = list(words)
     while words and fold(words[-1].text).strip(".:,") in TITLE_WORDS:
@@ -225,17 +219,18 @@ def vendor(rows_at: dict[int, Sequence[Row]], first_page: int, hits: Sequence[La
                 continue
             legal = fold(words[-1].text).strip(",") in LEGAL_FORMS
             size = _size(words)
+            bold = any(w.bold for w in words)
             if _ocr_noise(words):
                 continue
             if len(words) == 1 and (letters < 3 or words[0].confidence < 0.8 or not text[0].isalnum() or not (
-                    legal or _is_bold(words) or size >= 1.15 * body or text.isupper())):
+                    legal or bold or size >= 1.15 * body or text.isupper())):
                 continue  # a lone ordinary word ("Rooms") is a heading or a value, not a company
             lines = ([Phrase(p, row.page_number) for p in sender[1:]] if sender
                      else _address_below(rows, Phrase(tuple(words), row.page_number), row.index, hits_at, exclude_rows))
             has_address = any(any(c.isdigit() for c in p.text) for p in lines)
             sentence = text.endswith((".", "!", "?")) and len(words) >= 3 and not legal
             score = (0.45 * size / max_size + 0.3 * (1 - row.bbox.y0 / limit)
-                     + 0.15 * _is_bold(words) + 0.25 * legal + 0.15 * has_address + 0.3 * bool(sender)
+                     + 0.15 * bold + 0.25 * legal + 0.15 * has_address + 0.3 * bool(sender)
                      - 0.4 * sentence)
             if best is None or score > best[0]:
                 addr_words = tuple(w for p in lines for w in p.words) if has_address else ()
