@@ -159,5 +159,5 @@ def test_a_flow_run_on_threads_whose_settings_ask_for_dask_does_its_work_on_dask
     assert result.totals.ok == 2
     workers = {r["worker"] for r in journal(out)}
     assert workers and not any(w.endswith(f":{os.getpid()}") for w in workers), workers
-    manifest = json.loads((out / "_manifests" / f"{result['run_id']}.json").read_text())
+    manifest = json.loads((out / "_manifests" / f"{result.run_id}.json").read_text())
     assert manifest["runner"] == "dask"

@@ -61,12 +61,13 @@ def _pymupdf():
 
 def _pages(path: Path) -> list:
     """The document's ParsedPages from the pipeline's own page step (tesseract for pages without text)."""
+    from docroute.pipelines.ingest import open_file
     from docroute.pipelines.process import process_page
     from docroute.pipelines.settings import Settings
 
     settings = Settings()
-    with _pymupdf().open(path) as doc:
-        return [process_page(doc.load_page(i), i + 1, settings)[0].parsed for i in range(doc.page_count)]
+    with open_file(path) as doc:
+        return [process_page(doc, i + 1, settings)[0].parsed for i in range(doc.page_count)]
 
 
 def _run(data: bytes, mime: str, pages: list) -> dict:

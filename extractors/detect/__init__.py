@@ -31,7 +31,7 @@ from docroute.schemas import PageContent, ParsedPage, Region, Word
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["Detection", "chart_signals", "clip_renderer", "detect_page", "ink_signals", "ocr_signals", "table_signals"]
+__all__ = ["Detection", "chart_signals", "detect_page", "ink_signals", "ocr_signals", "table_signals"]
 
 
 @dataclass(frozen=True)
@@ -95,19 +95,3 @@ def detect_page(content: PageContent, parsed: ParsedPage, image: Image.Image | N
         signals[f"{kind}_score_max"] = max((r.score for r in of_kind), default=0.0)
     signals["detect_ms"] = (time.perf_counter() - t0) * 1000
     return Detection(signals={k: round(float(v), 4) for k, v in signals.items()}, regions=tuple(regions))
-
-
-def clip_renderer(page) -> RenderClip:
-    """``render(bbox, dpi)`` for a PyMuPDF page: an RGB image of that part of the page."""
-
-    def render(box, dpi: float):
-        from PIL import Image
-
-        from docroute.extractors import pdf
-
-        pymupdf = pdf._pymupdf()
-        pix = page.get_pixmap(dpi=max(1, int(dpi)), clip=pymupdf.Rect(box.x0, box.y0, box.x1, box.y1),
-                              colorspace=pymupdf.csRGB, alpha=False, annots=False)
-        return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
-
-    return render
