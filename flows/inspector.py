@@ -124,7 +124,8 @@ def describe(inspection: Inspection) -> str:
                      f"  [{b.x0:.0f},{b.y0:.0f},{b.x1:.0f},{b.y1:.0f}]  {r.why}")
     keys = ("words", "ocr_mean_conf", "ocr_p10_conf", "ocr_unread_print", "table_score_max", "chart_score_max",
             "handwriting_score_max", "detect_ms")
-    lines.append("  signals: " + ", ".join(f"{k}={result.signals[k]:g}" for k in keys if k in result.signals))
+    signals = result.signals.as_map()
+    lines.append("  signals: " + ", ".join(f"{k}={signals[k]:g}" for k in keys if k in signals))
     lines.append(f"  picture: {inspection.image_path}")
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from docroute.schemas import BBox, Region, RouteDecision, RoutedRegion
+from docroute.schemas import BBox, PageSignals, Region, RouteDecision, RoutedRegion
 
 POLICY_VERSION = "2"
 REASONS = ("handwriting", "complex_table", "chart", "low_ocr_confidence")
@@ -84,13 +84,13 @@ def _chart(r: Region, t: RouterOptions) -> tuple[bool, str]:
     return r.score >= t.chart_score_min, f"{r.note} (score {r.score:.2f} {cmp} {t.chart_score_min:.2f})"
 
 
-def low_ocr(s: dict[str, float], t: RouterOptions, chart_share: float = 0.0) -> tuple[bool, float, str]:
+def low_ocr(s: PageSignals, t: RouterOptions, chart_share: float = 0.0) -> tuple[bool, float, str]:
     """The page-level OCR rule: (fires, score, why)."""
-    if s.get("has_text_layer", 1):
+    if s.has_text_layer:
         return False, 0.0, "the page has a text layer"
-    words, mean, p10 = s.get("ocr_words", 0), s.get("ocr_mean_conf", 0), s.get("ocr_p10_conf", 0)
-    unread = s.get("ocr_unread_print", 0.0)
-    if words < t.ocr_min_words and s.get("ink_share", 0) > 0.002:
+    words, mean, p10 = s.ocr_words or 0.0, s.ocr_mean_conf or 0.0, s.ocr_p10_conf or 0.0
+    unread = s.ocr_unread_print or 0.0
+    if words < t.ocr_min_words and (s.ink_share or 0.0) > 0.002:
         if chart_share >= 0.5:
             return False, 0.0, f"only {int(words)} OCR words, but the ink is a routed chart"
         return True, 1.0, f"only {int(words)} OCR words on a page with ink"
@@ -131,11 +131,12 @@ def _union_share(boxes: Sequence[BBox], width: float, height: float) -> float:
     return len(cells) / (n * n)
 
 
-def decide(signals: dict[str, float], thresholds: RouterOptions, regions: Sequence[Region] = (),
+def decide(signals: PageSignals | dict[str, float], thresholds: RouterOptions, regions: Sequence[Region] = (),
            page_number: int | None = None) -> RouteDecision:
     """Route one page from its signals and candidate regions."""
     t = thresholds
-    width, height = signals.get("page_width", 0.0), signals.get("page_height", 0.0)
+    signals = PageSignals.model_validate(signals)
+    width, height = signals.page_width, signals.page_height
     candidates = [r for r in regions if r.kind != "text"]
     addresses = _addresses(candidates, page_number)
     routed: list[RoutedRegion] = []
@@ -145,7 +146,7 @@ def decide(signals: dict[str, float], thresholds: RouterOptions, regions: Sequen
                                    route="vlm" if hit else "layout", why=why))
     chart_share = _union_share([r.bbox for r in routed if r.reason == "chart" and r.route == "vlm"], width, height)
     ocr_hit, ocr_score, ocr_why = low_ocr(signals, t, chart_share)
-    if not signals.get("has_text_layer", 1):
+    if not signals.has_text_layer:
         text = next((r for r in regions if r.kind == "text"), None)
         box = text.bbox if text else BBox(x0=0, y0=0, x1=width, y1=height)
         prefix = f"p{page_number}/" if page_number is not None else ""

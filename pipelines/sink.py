@@ -93,7 +93,7 @@ def page_rows(result: DocumentResult, run_id: str) -> list[dict]:
             "height": p.parsed.height, "has_text_layer": p.parsed.has_text_layer, "parser": p.parsed.parser,
             "route": p.decision.route, "route_reasons": list(p.decision.reasons),
             "route_scores": _map(p.decision.scores), "route_explanation": p.decision.explanation,
-            "policy_version": p.decision.policy_version, "signals": _map(p.signals), "vlm_status": p.vlm_status,
+            "policy_version": p.decision.policy_version, "signals": _map(p.signals.as_map()), "vlm_status": p.vlm_status,
             "ocr_confidence": p.parsed.ocr_confidence, "text": p.parsed.text, "n_words": len(p.parsed.words),
             "n_elements": len(p.parsed.elements), "duration_ms": p.duration_ms, "run_id": run_id,
             "route_regions": [

@@ -195,11 +195,51 @@ class ParsedPage(Frozen):
     ocr_confidence: float | None = None
 
 
+class PageSignals(Frozen):
+    """What the detectors measured on a page (extractors/detect), read by the routing policy and stored as
+    the ``pages.signals`` map (names as here; a signal that does not apply to the page is left out)."""
+
+    page_width: float = 0.0
+    page_height: float = 0.0
+    has_text_layer: float = 1.0
+    words: float = 0.0
+    image_coverage: float = 0.0  # share of the page under images
+    drawings: float = 0.0
+    ink_annotations: float = 0.0
+    ink_unexplained: float = 0.0  # ink annotations no text-layer word explains
+    ink_strokes: float = 0.0
+    tables: float = 0.0
+    table_spanning_cells: float = 0.0  # the most spanning cells of one table
+    table_header_spanning_cells: float = 0.0
+    chart_axes: float = 0.0
+    chart_ticks: float = 0.0
+    chart_marks: float = 0.0
+    chart_numeric_share: float | None = None
+    chart_score: float = 0.0
+    ocr_words: float | None = None  # page images only, from here on
+    ocr_mean_conf: float | None = None
+    ocr_p10_conf: float | None = None
+    ocr_unread_print: float | None = None  # share of text-sized print ink that OCR left unread
+    ink_share: float | None = None
+    ink_outside_words: float | None = None
+    table_regions: float = 0.0
+    table_score_max: float = 0.0
+    chart_regions: float = 0.0
+    chart_score_max: float = 0.0
+    handwriting_regions: float = 0.0
+    handwriting_score_max: float = 0.0
+    detect_ms: float = 0.0
+
+    def as_map(self) -> dict[str, float]:
+        """The signals that apply to the page, as the ``pages.signals`` column holds them."""
+        return self.model_dump(exclude_none=True)
+
+
 class PageResult(Frozen):
     """A parsed page with its signals, its route decision and what the VLM stage did with it."""
 
     parsed: ParsedPage
-    signals: dict[str, float] = Field(default_factory=dict)
+    signals: PageSignals = PageSignals()
     decision: RouteDecision
     vlm_status: VlmStatus = "not_routed"
     duration_ms: float = 0.0

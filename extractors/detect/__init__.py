@@ -26,7 +26,7 @@ from docroute.extractors.detect.handwriting import handwriting_regions
 from docroute.extractors.detect.ocr_quality import ocr_region, ocr_signals
 from docroute.extractors.detect.raster import analyse_ink
 from docroute.extractors.detect.tables import spanning_cells, table_regions
-from docroute.schemas import PageContent, ParsedPage, Region, Word
+from docroute.schemas import PageContent, PageSignals, ParsedPage, Region, Word
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -36,7 +36,7 @@ __all__ = ["Detection", "chart_signals", "detect_page", "ink_signals", "ocr_sign
 
 @dataclass(frozen=True)
 class Detection:
-    signals: dict[str, float]
+    signals: PageSignals
     regions: tuple[Region, ...]
 
 
@@ -67,7 +67,7 @@ def detect_page(content: PageContent, parsed: ParsedPage, image: Image.Image | N
     t0 = time.perf_counter()
     words = parsed.words
     page_area = content.width * content.height or 1.0
-    signals: dict[str, float] = {
+    signals: PageSignals = {
         "page_width": content.width,
         "page_height": content.height,
         "has_text_layer": float(content.has_text_layer),
@@ -94,4 +94,4 @@ def detect_page(content: PageContent, parsed: ParsedPage, image: Image.Image | N
         signals[f"{kind}_regions"] = float(len(of_kind))
         signals[f"{kind}_score_max"] = max((r.score for r in of_kind), default=0.0)
     signals["detect_ms"] = (time.perf_counter() - t0) * 1000
-    return Detection(signals={k: round(float(v), 4) for k, v in signals.items()}, regions=tuple(regions))
+    return Detection(signals=PageSignals(**{k: round(float(v), 4) for k, v in signals.items()}), regions=tuple(regions))
