@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# GPU check of the VLM path, as one prepared command that ends in about 7 minutes (each step has its
-# own timeout; results under $OUT, or ./gpu_check_out):
+# GPU check of the VLM path, as one prepared command that ends in about 9 minutes (each step has its
+# own timeout; results under $OUT, or ./gpu_check_out). Last run on an NVIDIA H200 (README "VLM path"):
 #   1. the GPU's name, torch and CUDA;
 #   2. a full-size Qwen2.5-VL-3B without weights: bench/vlm_bench.py --config builds the architecture of
 #      bench/qwen2_5_vl_3b_config.json (3.75 B parameters) with random weights on the GPU, saves it to a
 #      temporary folder, loads it through the pipeline's own loader and transformers backend, and
 #      decodes exactly 256 new tokens per page (random weights end the constrained JSON at random; see
 #      bench/random_vlm.py): pages/s, prompt, image and output tokens per page, peak GPU memory at
-#      batch sizes 1 to 16, two batches each ($OUT/vlm_full.md, .json);
+#      batch sizes 1 to 16, two batches each ($OUT/vlm_full.md, .json); about 20 s to build and load,
+#      then about 40 s per batch size on an H200, where a decoding step took ~65-70 ms at any batch size;
 #   3. the VLM tests (tests/test_vlm.py, tests/test_vlm_server.py) on cuda: the tiny Qwen2.5-VL and
 #      Qwen3-VL through the production loader, constrained decoding, batching, guards, loopback server;
 #   4. bench/vlm_bench.py with the tiny model (or $DOCROUTE_VLM_MODEL when set) at batch sizes 1 to 16.
@@ -18,8 +19,10 @@
 # network: prepare here first (fetch those wheels, Python 3.12, manylinux x86-64, about 7 MB, into
 # .whl/; render the sample pages at 100 dpi with PyMuPDF into .gpu_pages/, a few MB), carry .whl/ and
 # .gpu_pages/ along, and run the script there; it installs the wheels into a temporary folder and
-# imports docroute from this tree. PyMuPDF's wheel (69 MB) is over the carry limit: without
-# .gpu_pages/ the tests and the benchmarks use the sample phone photo (sample_docs/invoice_photo.png).
+# imports docroute from this tree (PYTHONSAFEPATH keeps the tree's own docroute/ folder, which holds
+# only __init__.py, from shadowing that package in pytest and its subprocesses). PyMuPDF's wheel
+# (69 MB) is over the carry limit: without .gpu_pages/ the tests and the benchmarks use the sample
+# phone photo (sample_docs/invoice_photo.png).
 #     bash bench/gpu_check.sh --fetch-wheels        # here, with access to PyPI and PyMuPDF
 #     bash bench/gpu_check.sh                       # there; STEPS="full" runs step 2 alone
 set -uo pipefail
@@ -68,11 +71,11 @@ ls .gpu_pages/*.png >/dev/null 2>&1 && PAGES=(--pages-dir .gpu_pages)
 quiet() { grep -v -e "Loading weights" -e "Writing model"; }
 status=0
 if [[ " $STEPS " == *" full "* ]]; then
-    timeout 240 "$PY" bench/vlm_bench.py --config bench/qwen2_5_vl_3b_config.json --fixed-new-tokens 256 \
+    timeout 330 "$PY" bench/vlm_bench.py --config bench/qwen2_5_vl_3b_config.json --fixed-new-tokens 256 \
         --batch-sizes 1,2,4,8,16 --batches 2 "${PAGES[@]}" --out "$OUT/vlm_full" 2>&1 | quiet | tee "$OUT/full.log" || status=1
 fi
-[[ " $STEPS " == *" tests "* ]] && { timeout 110 "$PY" -m pytest -q -p no:cacheprovider tests/test_vlm.py tests/test_vlm_server.py 2>&1 \
+[[ " $STEPS " == *" tests "* ]] && { PYTHONSAFEPATH=1 timeout 100 "$PY" -m pytest -q -p no:cacheprovider tests/test_vlm.py tests/test_vlm_server.py 2>&1 \
     | tee "$OUT/tests.log" || status=1; }
-[[ " $STEPS " == *" tiny "* ]] && { timeout 70 "$PY" bench/vlm_bench.py --batch-sizes 1,2,4,8,16 --pages 16 \
+[[ " $STEPS " == *" tiny "* ]] && { timeout 100 "$PY" bench/vlm_bench.py --batch-sizes 1,2,4,8,16 --pages 16 \
     "${PAGES[@]}" --out "$OUT/vlm_bench" 2>&1 | quiet | tee "$OUT/bench.log" || status=1; }
 exit $status

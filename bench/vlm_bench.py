@@ -52,6 +52,11 @@ def sample_pages(n: int, dpi: float = 100.0, folder: Path | None = None):
     return [images[i % len(images)] for i in range(n)] if n else images
 
 
+def _with(options, **changes):
+    """The options with some values changed (a frozen dataclass or a frozen pydantic model)."""
+    return options.model_copy(update=changes) if hasattr(options, "model_copy") else replace(options, **changes)
+
+
 def peak_memory_mb(device) -> float:
     import torch
 
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     counter = random_vlm.count_tokens(base, fixed=args.fixed_new_tokens)
     rows = []
     for bs in sizes:
-        backend = type(base)(replace(base.options, batch_size=bs), loaded=base.vlm)
+        backend = type(base)(_with(base.options, batch_size=bs), loaded=base.vlm)
         counter.fixed = args.fixed_new_tokens and min(16, args.fixed_new_tokens)
         backend.extract_batch(requests[:bs])  # warm-up: kernels, grammar compile, allocator
         counter.fixed = args.fixed_new_tokens
