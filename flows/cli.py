@@ -14,7 +14,7 @@ from docroute.flows.inspector import inspect_command
 
 app = typer.Typer(
     name="docroute",
-    help="Batch document-AI ETL: a folder of documents in, warehouse-ready Parquet out.",
+    help="Batch document-AI ETL: a folder of documents in, warehouse-ready Delta Lake tables out.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -36,7 +36,7 @@ def _settings(**overrides):
 @app.command()
 def run(
     input: Annotated[str, typer.Argument(help="a folder (recursive), a glob pattern, or one file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for the Parquet tables")] = Path("out"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder (or deltalake URI) for the Delta tables")] = Path("out"),
     schema: Annotated[str | None, typer.Option("--schema", help="target schema: invoice or module:Class")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="parallel documents (default: cores)")] = None,
     parser: Annotated[str | None, typer.Option("--parser", help="layout engine: pymupdf or unstructured")] = None,
@@ -52,7 +52,7 @@ def run(
     address: Annotated[str | None, typer.Option("--address", help="with --runner dask: the scheduler, tcp://host:8786 "
                                                 "(default: a LocalCluster of --workers processes)")] = None,
 ) -> None:
-    """Extract every document under INPUT into Parquet tables under --out."""
+    """Extract every document under INPUT into Delta tables under --out."""
     from rich.console import Console
 
     from docroute.flows.report import ProgressView, print_summary
@@ -98,7 +98,7 @@ def run(
 @app.command("serve")
 def serve_cmd(
     input: Annotated[str, typer.Argument(help="a folder (recursive), a glob pattern, or one file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder for the Parquet tables")] = Path("out"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder (or deltalake URI) for the Delta tables")] = Path("out"),
     cron: Annotated[str | None, typer.Option("--cron", help="run on this schedule, e.g. '0 2 * * *' (02:00 daily)")] = None,
     interval: Annotated[float | None, typer.Option("--interval", help="...or every this many seconds")] = None,
     timezone: Annotated[str, typer.Option("--timezone", help="time zone of --cron (IANA name)")] = "UTC",
@@ -202,6 +202,71 @@ def schema_cmd(
     typer.echo(f"\nParquet columns of extractions/{cls.schema_name} (schema version {cls.schema_version}):")
     for f in extraction_schema(cls):
         typer.echo(f"  {f.name}: {f.type}")
+
+
+@app.command("sql")
+def sql_cmd(
+    out: Annotated[str, typer.Argument(help="the output folder (or deltalake URI)")],
+    query: Annotated[str, typer.Argument(help="SQL over the tables by name: documents, pages, elements, runs, "
+                                         "invoice (and any other extractions/<schema> by its schema name)")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
+) -> None:
+    """Run a DuckDB query over the output's Delta tables (read through their logs; no DuckDB extension)."""
+    import duckdb
+
+    from docroute.pipelines.settings import load_settings
+    from docroute.pipelines.sink import DeltaSink
+
+    sink = DeltaSink(out, "invoice", load_settings().storage_options)
+    con = duckdb.connect()
+    tables = sink.tables()
+    if not tables:
+        typer.secho(f"error: no Delta tables in {out}: run `docroute run ... --out {out}` first", fg="red", err=True)
+        raise typer.Exit(2)
+    for name in tables:
+        con.register(name.rpartition("/")[2], sink.table(name).to_pyarrow_dataset())
+    try:
+        rel = con.sql(query)
+    except duckdb.Error as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    if rel is None:
+        return
+    if fmt == "table":
+        rel.show(max_width=10_000, max_rows=10_000)
+    else:
+        df = rel.df()
+        typer.echo(df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", date_format="iso"))
+
+
+@app.command("compact")
+def compact_cmd(
+    out: Annotated[str, typer.Argument(help="the output folder (or deltalake URI)")],
+    retain_days: Annotated[float, typer.Option("--retain-days", min=0, help="keep this many days of table "
+                                               "history (older unreferenced files are deleted)")] = 7,
+) -> None:
+    """Merge each table's small files (OPTIMIZE), then vacuum files no version within --retain-days needs."""
+    from docroute.pipelines.settings import load_settings
+    from docroute.pipelines.sink import DeltaSink, OutputLocked, is_uri, output_lock
+
+    sink = DeltaSink(out, "invoice", load_settings().storage_options)
+    lock = output_lock(Path(out), f"compact-{os.getpid()}", "compact") if not is_uri(out) else _nothing()
+    try:
+        with lock:
+            for name in sink.tables():
+                before = sink.live_files(name)
+                done = sink.compact(name, retention_hours=int(retain_days * 24))
+                typer.echo(f"{name}: {before} -> {sink.live_files(name)} live file(s), "
+                           f"{done.get('vacuumed', 0)} file(s) vacuumed")
+    except OutputLocked as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(75) from exc
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 app.command("inspect")(inspect_command)  # docroute inspect FILE [--page N] [--out PNG] (flows/inspector.py)

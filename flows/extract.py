@@ -7,10 +7,12 @@ process of its own pool (flows/isolation.py), so a document that crashes, hangs 
 too, written by the flow. Prefect retries a task only for transient infrastructure errors, never for
 a bad document. Progress events are emitted by the flow as tasks complete, wherever they ran.
 
-A run holds the output folder's lock (``sink.output_lock``) from before planning to the end, first
-cleans up what a killed run left (``ParquetSink.recover``), and keeps a manifest with a commit
-journal (``sink.RunManifest``), written by the flow as tasks complete, in which each document names the
-host and process that did it.
+Tasks return each document's rows staged as Arrow tables; the flow commits them to the Delta tables in
+batches (``Batcher``: every ``commit_every_documents`` documents or ``commit_every_s`` seconds, the rest
+at the end; one transaction per table, documents last, each idempotent), then compacts a table whose
+live files passed ``compact_files``. A run holds the output folder's lock (``sink.output_lock``) from
+before planning to the end and keeps a manifest with a commit journal (``sink.RunManifest``), one line
+per committed document naming the host and process that did it and its batch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import socket
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -52,7 +55,7 @@ from docroute.pipelines.budget import run_context  # noqa: E402
 from docroute.pipelines.context import RunContext  # noqa: E402
 from docroute.pipelines.ingest import display_path  # noqa: E402
 from docroute.pipelines.settings import Settings, load_settings  # noqa: E402
-from docroute.pipelines.sink import ParquetSink, RunManifest, new_run_id, output_lock  # noqa: E402
+from docroute.pipelines.sink import DeltaSink, RunManifest, Staged, new_run_id, output_lock  # noqa: E402
 from docroute.schemas import DocumentResult  # noqa: E402
 from docroute.schemas.contract import CONTRACT_VERSION  # noqa: E402
 
@@ -86,25 +89,60 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-def _commit(path: Path, result: DocumentResult, out: str, run_id: str, schema_name: str) -> DocumentSummary:
-    """Write one document's rows and return its summary (the flow journals it as the task completes)."""
-    sink = ParquetSink(Path(out), schema_name)
+def _stage(path: Path, result: DocumentResult, run_id: str, schema_name: str) -> Finished:
+    """One document's rows, ready for the flow to commit in a batch, and its summary."""
+    sink = DeltaSink(Path("."), schema_name)  # staging touches no storage
     try:
-        sink.write(result, run_id)
+        staged = sink.stage(result, run_id)
     except (pa.ArrowException, UnicodeError, ValueError, TypeError, OverflowError) as exc:
         # rows the contract cannot hold (a value out of range, text that is not UTF-8): keep the document
         # as a failed row with the reason rather than losing it or stopping the run
         result = failed_result(path, result.document.doc_id,
                                f"its rows could not be written: {type(exc).__name__}: {exc}")
-        sink.write(result, run_id)
-    return document_summary(result, worker=f"{socket.gethostname()}:{os.getpid()}")
+        staged = sink.stage(result, run_id)
+    return Finished(document_summary(result, worker=f"{socket.gethostname()}:{os.getpid()}"), staged)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a document task returns to the flow: its summary and its staged rows."""
+
+    summary: DocumentSummary
+    staged: Staged
+
+
+class Batcher:
+    """Commits finished documents in batches: every ``commit_every_documents`` or ``commit_every_s``
+    (checked as documents finish), and what is left at the end. Journals each committed document."""
+
+    def __init__(self, sink: DeltaSink, manifest: RunManifest, run_id: str, settings: Settings):
+        self.sink, self.manifest, self.run_id = sink, manifest, run_id
+        self.every, self.every_s = settings.commit_every_documents, settings.commit_every_s
+        self.pending: list[Finished] = []
+        self.number = 0
+        self.last = time.monotonic()
+
+    def add(self, done: Finished) -> None:
+        self.pending.append(done)
+        if len(self.pending) >= self.every or time.monotonic() - self.last >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.number += 1
+            self.sink.commit([d.staged for d in self.pending], self.run_id, self.number)
+            for d in self.pending:
+                self.manifest.commit(d.summary.doc_id, d.summary.status, worker=d.summary.worker,
+                                     batch=self.number)
+            self.pending = []
+        self.last = time.monotonic()
 
 
 @task(name="process-document", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
       cache_policy=NO_CACHE, log_prints=False)
-def process_document_task(item: PlannedFile, settings: Settings, out: str, context: RunContext) -> DocumentSummary:
+def process_document_task(item: PlannedFile, settings: Settings, out: str, context: RunContext) -> Finished:
     result = run_in_worker(item.source or item.path, item.doc_id, settings, context=context)
-    return _commit(item.path, result, out, context.run_id or "", settings.schema_name)
+    return _stage(item.path, result, context.run_id or "", settings.schema_name)
 
 
 def _versions() -> dict[str, str]:
@@ -151,8 +189,8 @@ def _extract(input: str, out: str, settings: Settings, retry_failed: bool, repro
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     out_path = Path(out)
-    sink = ParquetSink(out_path, settings.schema_name)
-    recovered = sink.recover()
+    sink = DeltaSink(out, settings.schema_name, settings.storage_options)
+    recovered: dict[str, int] = {}
     interrupted = RunManifest.interrupted(out_path)
     the_plan = plan(input, sink.committed(), force=settings.force, retry_failed=retry_failed,
                     pipeline_version=PIPELINE_VERSION, schema_name=sink.schema.schema_name,
@@ -172,17 +210,20 @@ def _extract(input: str, out: str, settings: Settings, retry_failed: bool, repro
     if the_plan.todo:
         with _local_pool(settings, len(the_plan.todo)):
             submitted = {process_document_task.submit(item, settings, out, context): item for item in the_plan.todo}
+            batcher = Batcher(sink, manifest, run_id, settings)
             for fut in as_completed(list(submitted)):
                 try:
-                    summary = fut.result()
+                    done = fut.result()
                 except Exception as exc:  # the task as a whole failed (a lost Dask worker): a failed row
                     item = submitted[fut]
                     result = failed_result(item.path, item.doc_id, f"its task failed on the {settings.runner} runner "
                                            f"({type(exc).__name__}: {exc}); rerun with --retry-failed")
-                    summary = _commit(item.path, result, out, run_id, settings.schema_name)
-                manifest.commit(summary.doc_id, summary.status, worker=summary.worker)
-                totals.add(summary)
-                progress.emit(summary)
+                    done = _stage(item.path, result, run_id, settings.schema_name)
+                batcher.add(done)
+                totals.add(done.summary)
+                progress.emit(done.summary)
+            batcher.flush()
+        recovered |= _compact(sink, settings)
     elapsed = time.perf_counter() - t0
     run = {
         "run_id": run_id, "started_at": started, "finished_at": datetime.now(UTC), "input": input,
@@ -198,6 +239,14 @@ def _extract(input: str, out: str, settings: Settings, retry_failed: bool, repro
     return RunSummary(run=run, totals=totals, report=str(report), schema=sink.schema.schema_name,
                       schema_version=sink.schema.schema_version, elapsed_s=elapsed, vlm=vlm,
                       interrupted=tuple(interrupted), recovered=recovered)
+
+
+def _compact(sink: DeltaSink, settings: Settings) -> dict[str, int]:
+    """Compact every table whose live data files passed ``settings.compact_files``; how many were."""
+    compacted = [name for name in sink.tables() if sink.live_files(name) > settings.compact_files]
+    for name in compacted:
+        sink.compact(name)
+    return {"compacted_tables": len(compacted)} if compacted else {}
 
 
 def vlm_in_use(settings: Settings, totals: RunTotals) -> str:

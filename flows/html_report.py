@@ -11,8 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from jinja2 import Environment, select_autoescape
+
+from docroute.pipelines.sink import DeltaSink
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>docroute run {{ run.run_id }}</title>
@@ -85,24 +86,24 @@ def _svg_chart(points: list[tuple[float, int]], width: int = 640, height: int = 
     )
 
 
-def _rows(folder: Path, run_id: str, columns: list[str]) -> list[dict]:
-    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+def _rows(sink: DeltaSink, name: str, run_id: str, columns: list[str]) -> list[dict]:
+    dt = sink.table(name)
+    if dt is None:
         return []
-    dataset = ds.dataset(folder, format="parquet")
-    return dataset.to_table(columns=columns, filter=pc.field("run_id") == run_id).to_pylist()
+    return dt.to_pyarrow_dataset().to_table(columns=columns, filter=pc.field("run_id") == run_id).to_pylist()
 
 
 def write_run_report(out: Path, run: dict, vlm: str = "") -> Path:
     """Render the report of ``run`` (the runs-table row as a dict) into ``out/reports/``."""
     out = Path(out)
     run_id = run["run_id"]
-    docs = _rows(out / "documents", run_id, ["doc_id", "file_name", "status", "error", "n_pages", "duration_ms",
+    sink = DeltaSink(out, "invoice")
+    docs = _rows(sink, "documents", run_id, ["doc_id", "file_name", "status", "error", "n_pages", "duration_ms",
                                              "processed_at"])
-    pages = _rows(out / "pages", run_id, ["route", "route_reasons", "vlm_status"])
-    extraction_dirs = [p for p in (out / "extractions").glob("*") if p.is_dir()]
+    pages = _rows(sink, "pages", run_id, ["route", "route_reasons", "vlm_status"])
     review = Counter()
-    for folder in extraction_dirs:
-        for r in _rows(folder, run_id, ["review_reasons"]):
+    for name in (n for n in sink.tables() if n.startswith("extractions/")):
+        for r in _rows(sink, name, run_id, ["review_reasons"]):
             review.update({reason.split(":")[0] for reason in r["review_reasons"] or []})
     routes = Counter(f"route: {p['route']}" for p in pages)
     unanswered = Counter(p["vlm_status"] for p in pages if p["route"] == "vlm" and p["vlm_status"] != "ok")

@@ -84,9 +84,9 @@ def print_summary(console: Console, summary: RunSummary, out: Path) -> None:
         console.print(f"[yellow]{path}[/]: {error}")
     schema = summary.schema
     columns = "file_name, invoice_number, invoice_date, total, currency, needs_review" if schema == "invoice" else "*"
-    console.print("\nQuery the results with DuckDB (the CLI is in the project's .venv/bin):")
+    console.print("\nQuery the results (DuckDB over the Delta tables, offline):")
     console.print(
-        f"  duckdb -c \"SELECT {columns} FROM read_parquet('{out}/extractions/{schema}/*.parquet')\"",
+        f"  docroute sql {out} \"SELECT {columns} FROM {schema}\"",
         markup=False, highlight=False, soft_wrap=True,
     )
 

@@ -2,7 +2,7 @@
 
 Corrections never overwrite: each applied correction writes a new version of the document's extraction
 row (``row_version`` + 1, ``corrected_fields``, ``corrected_by``, ``corrected_at``) beside the original,
-in the same table folder. The current value of a document is its highest ``row_version``; the DuckDB
+in the same Delta table (one MERGE on doc_id + row_version per apply). The current value of a document is its highest ``row_version``; the DuckDB
 view in the README (and :func:`latest`) selects it.
 
 Corrections also export as a fine-tuning set in the conversational format TRL's SFTTrainer reads for
@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from docroute.pipelines.settings import Settings
+from docroute.pipelines.sink import DeltaSink, read_table
 from docroute.schemas import BBox
 from docroute.schemas.contract import extraction_schema
 from docroute.schemas.registry import get_schema
@@ -53,16 +53,15 @@ def latest(table: pa.Table) -> pa.Table:
 
 
 def _read(out: Path, schema_name: str) -> pa.Table:
-    folder = extraction_dir(out, schema_name)
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no extractions in {folder}: run `docroute run ... --out {out}` first")
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    sink = DeltaSink(out, schema_name)
+    if sink.table(sink.extraction_table) is None:
+        raise FileNotFoundError(f"no extractions in {sink.uri(sink.extraction_table)}: run `docroute run ... "
+                                f"--out {out}` first")
+    return read_table(sink, sink.extraction_table)
 
 
 def _documents(out: Path) -> dict[str, dict]:
-    folder = Path(out) / "documents"
-    return {r["doc_id"]: r for r in pq.read_table(folder).to_pylist()} if folder.is_dir() else {}
+    return {r["doc_id"]: r for r in read_table(DeltaSink(out, "invoice"), "documents").to_pylist()}
 
 
 def review_items(out: Path, schema_name: str, threshold: float) -> list[dict]:
@@ -185,11 +184,13 @@ def apply(out: Path, corrections: Path, schema_name: str = "invoice", reviewer: 
             "corrected_by": reviewer or os.environ.get("USER") or "unknown",
         })
         row["needs_review"] = bool(row["review_reasons"])
-        target = extraction_dir(out, schema_name) / f"{doc_id}.v{version}.parquet"
-        tmp = target.with_name(f".{target.name}.tmp")
-        pq.write_table(pa.Table.from_pylist([row], schema=arrow), tmp)
-        os.replace(tmp, target)
         written.append(row)
+    if written:  # one MERGE on (doc_id, row_version): applying the same corrections twice adds nothing
+        sink = DeltaSink(out, schema_name)
+        sink.table(sink.extraction_table).merge(
+            pa.Table.from_pylist(written, schema=arrow), source_alias="s", target_alias="t",
+            predicate="t.doc_id = s.doc_id AND t.row_version = s.row_version",
+        ).when_not_matched_insert_all().execute()
     return written
 
 

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         3072, ge=0, description="memory each worker process may allocate beyond what it holds after loading its "
         "engines (RLIMIT_DATA, inherited by tesseract); a document that needs more becomes a failed row. 0: no limit",
     )
+    commit_every_documents: int = Field(64, ge=1, description="commit finished documents to the Delta tables in "
+                                        "batches of this many (one transaction per table, documents last)")
+    commit_every_s: float = Field(30.0, gt=0, description="commit a batch at least this often (checked as documents finish)")
+    compact_files: int = Field(10, ge=2, description="a run compacts a table whose live data files exceed this")
+    storage_options: dict[str, str] = Field(default_factory=dict, description="deltalake storage options for an "
+                                            "object-store output (s3://, az://, gs://): credentials, region, endpoint")
     max_pages: int = Field(5000, ge=1, description="a document with more pages is a failed row (not read)")
     password_file: Path | None = Field(
         None, description="file of passwords, one per line, tried on encrypted PDFs (only the path is recorded)"

@@ -1,13 +1,18 @@
-"""The Parquet sink: one folder per table, written atomically and idempotently.
+"""The Delta Lake sink: one Delta table per output table, committed in batches, exactly once.
 
-Each document's rows go to ``<table>/<doc_id>.parquet`` in every table, written under a temporary
-name, fsynced and renamed. The ``documents`` file is written last: it is the commit marker. A document
-counts as done only when its documents row exists; reprocessing a committed document first removes
-its documents file (un-commits it), so a committed row never sits beside parts of another run. A rerun
-rewrites the same file names, so a run killed at any point and rerun leaves each document exactly
-once in every table. :meth:`ParquetSink.recover` (run under the lock at the start of every run)
-deletes what a killed run left half-written: temporary files, and part files of documents without a
-documents row.
+Each table (``documents``, ``pages``, ``elements``, ``extractions/<schema>``, ``runs``) is a Delta Lake
+table written with ``deltalake`` (delta-rs): Parquet data files plus a transaction log, so a commit is
+atomic and a reader sees a whole batch or none of it. The output is a local folder or any URI deltalake
+supports (``s3://``, ``az://``, ``gs://``, with ``storage_options``).
+
+A run stages each finished document's rows (:meth:`DeltaSink.stage`, Arrow tables built against the
+contract) and commits them in batches (:meth:`DeltaSink.commit`): one transaction per table, the part
+tables first and ``documents`` last, so a document counts as done only once its documents row is in.
+Every commit replaces the batch's documents' rows (an overwrite with a ``doc_id IN (...)`` predicate:
+the old rows of a reprocessed document go in the same transaction as its new ones), so a replayed or
+rerun batch changes nothing and a run killed between two commits of a batch, then rerun, leaves each
+document exactly once in every table. Each commit also records a Delta application transaction
+(``docroute:<run_id>``, version = batch number): a batch the log already holds is skipped.
 
 Around that: :func:`output_lock` refuses a second run on the same output folder while one runs (an
 ``flock`` on ``OUT/.docroute.lock``, released by the kernel when its holder dies, however it dies),
@@ -15,8 +20,8 @@ and :class:`RunManifest` keeps ``OUT/_manifests/<run_id>.json`` (what the run pl
 committed, whether it finished) with an append-only journal of commits beside it, so an interrupted
 run is visible and named by the next one.
 
-Old files stay readable beside new ones when a column is added: readers unify schemas by name
-(:func:`read_tables`; DuckDB ``read_parquet(..., union_by_name=true)``), missing columns are null.
+A new nullable column is added to a table's schema on the next write (``schema_mode="merge"``); old
+rows read null there.
 """
 
 from __future__ import annotations
@@ -25,40 +30,26 @@ import contextlib
 import errno
 import json
 import os
-import re
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as pads
-import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
 
 from docroute.schemas import DocumentResult, Extraction
 from docroute.schemas.contract import DOCUMENTS, ELEMENTS, PAGES, RUNS, extraction_schema
-from docroute.schemas.registry import get_schema
+from docroute.schemas.registry import BUILTIN, get_schema
 from docroute.schemas.targets import TargetSchema
-
-_OUR_TMP = re.compile(r"\..+\.\d+\.[0-9a-f]{6}\.tmp")  # what _write and _write_json leave when killed
-_PART = re.compile(r"[0-9a-f]{64}\.parquet")  # a document's part file: <doc_id>.parquet
 
 
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-
-
-def _write(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -151,80 +142,165 @@ def document_row(result: DocumentResult, run_id: str, schema: type[TargetSchema]
     }
 
 
-class ParquetSink:
-    def __init__(self, out: Path, schema_name: str):
-        self.out = Path(out)
-        self.schema = get_schema(schema_name)
-        self.extraction_dir = self.out / "extractions" / self.schema.schema_name
-        self.extraction_arrow = extraction_schema(self.schema)
+class DeltaSink:
+    """The output's Delta tables for one target schema (``out``: a folder or a deltalake URI)."""
 
-    def write(self, result: DocumentResult, run_id: str) -> None:
-        doc_id = result.document.doc_id
-        name = f"{doc_id}.parquet"
-        marker = self.out / "documents" / name
-        if marker.exists():  # reprocessing: un-commit first, so a kill mid-way leaves it not done
-            marker.unlink()
-            _fsync_dir(marker.parent)
-        _write(_rows(ELEMENTS, element_rows(result, run_id)), self.out / "elements" / name)
-        _write(_rows(PAGES, page_rows(result, run_id)), self.out / "pages" / name)
-        ex_rows = [extraction_row(result, ex, run_id) for ex in result.extractions
-                   if ex.schema_name == self.schema.schema_name]
-        _write(_rows(self.extraction_arrow, ex_rows), self.extraction_dir / name)
+    def __init__(self, out: str | Path, schema_name: str, storage_options: dict[str, str] | None = None):
+        self.out = str(out).rstrip("/") if is_uri(out) else Path(out)
+        self.storage_options = dict(storage_options or {}) or None
+        self.schema = get_schema(schema_name)
+        self.extraction_table = f"extractions/{self.schema.schema_name}"
+        self.extraction_arrow = extraction_schema(self.schema)
+        self._batch = 0
+
+    def uri(self, table: str) -> str:
+        return f"{self.out}/{table}" if isinstance(self.out, str) else str(self.out / table)
+
+    def table(self, name: str) -> DeltaTable | None:
+        """The Delta table ``name``, or None when nothing was ever committed to it."""
+        try:
+            return DeltaTable(self.uri(name), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    def stage(self, result: DocumentResult, run_id: str) -> Staged:
+        """One document's rows as Arrow tables (raises what the contract cannot hold: Arrow, Unicode errors)."""
+        tables = {
+            "pages": _rows(PAGES, page_rows(result, run_id)),
+            "elements": _rows(ELEMENTS, element_rows(result, run_id)),
+            self.extraction_table: _rows(self.extraction_arrow, [
+                extraction_row(result, ex, run_id) for ex in result.extractions
+                if ex.schema_name == self.schema.schema_name]),
+        }
         # region targets from the VLM stage (table, chart, handwriting): one row per routed region
         for other in sorted({ex.schema_name for ex in result.extractions} - {self.schema.schema_name}):
             cls = get_schema(other)
-            rows = [extraction_row(result, ex, run_id) for ex in result.extractions if ex.schema_name == other]
-            _write(_rows(extraction_schema(cls), rows), self.out / "extractions" / cls.schema_name / name)
-        _write(_rows(DOCUMENTS, [document_row(result, run_id, self.schema)]), marker)
+            tables[f"extractions/{cls.schema_name}"] = _rows(extraction_schema(cls), [
+                extraction_row(result, ex, run_id) for ex in result.extractions if ex.schema_name == other])
+        tables["documents"] = _rows(DOCUMENTS, [document_row(result, run_id, self.schema)])
+        return Staged(result.document.doc_id, result.status, tables)
+
+    def commit(self, batch: list[Staged], run_id: str, number: int) -> list[str]:
+        """Commit ``batch`` (batch ``number`` of ``run_id``): one transaction per table, documents last.
+
+        Each transaction replaces the batch's documents' rows in that table (pipeline rows only in an
+        extraction table: a reviewer's corrections, row_version > 1, stay). Returns the tables written.
+        """
+        if not batch:
+            return []
+        ids = sorted({s.doc_id for s in batch})
+        names = sorted({n for s in batch for n in s.tables} - {"documents"}) + ["documents"]
+        if self.extraction_table not in names:
+            names.insert(0, self.extraction_table)
+        written = []
+        for name in names:
+            parts = [s.tables[name] for s in batch if name in s.tables]
+            schema = parts[0].schema if parts else self.extraction_arrow
+            data = pa.concat_tables(parts) if parts else schema.empty_table()
+            keep = " AND row_version = 1" if name.startswith("extractions/") else ""
+            if self._commit(name, data, _in("doc_id", ids) + keep, run_id, number):
+                written.append(name)
+        return written
+
+    def write(self, result: DocumentResult, run_id: str) -> None:
+        """Stage and commit one document as a batch of its own (tests, tools)."""
+        self._batch += 1
+        self.commit([self.stage(result, run_id)], run_id, self._batch)
+
+    def _commit(self, name: str, data: pa.Table, predicate: str, run_id: str, number: int) -> bool:
+        app = f"docroute:{run_id}"
+        dt = self.table(name)
+        if dt is not None and (dt.transaction_version(app) or 0) >= number:
+            return False  # this batch is in the log already: a replay changes nothing
+        props = CommitProperties(app_transactions=[Transaction(app_id=app, version=number)])
+        if dt is None:
+            write_deltalake(self.uri(name), data, mode="append", storage_options=self.storage_options,
+                            commit_properties=props)
+        else:
+            write_deltalake(dt, data, mode="overwrite", predicate=predicate, schema_mode="merge",
+                            commit_properties=props)
+        return True
 
     def committed(self) -> dict[str, Committed]:
-        """Every document with a documents row: doc_id -> what it was committed with.
-
-        One dataset scan with an explicit schema, so files written before a column existed read as
-        null there; temporary files (``.`` prefix) are ignored.
-        """
-        folder = self.out / "documents"
-        if not folder.is_dir() or not any(folder.glob("*.parquet")):
-            return {}
+        """Every document with a documents row: doc_id -> what it was committed with."""
         columns = ["doc_id", "status", "pipeline_version", "schema_name", "schema_version"]
-        schema = pa.schema([DOCUMENTS.field(c) for c in columns])
-        rows = pads.dataset(folder, schema=schema, format="parquet").to_table(columns=columns).to_pylist()
+        rows = read_table(self, "documents", columns).to_pylist()
         return {r["doc_id"]: Committed(r["status"], r["pipeline_version"], r["schema_name"], r["schema_version"])
                 for r in rows}
-
-    def recover(self) -> dict[str, int]:
-        """Delete what a killed run left half-written; call only while holding :func:`output_lock`.
-
-        Temporary files of interrupted writes, and part files (pages, elements, extractions) of
-        documents whose documents row was never written. Returns how many of each were removed.
-        """
-        tmp = orphans = 0
-        committed = {p.stem for p in (self.out / "documents").glob("*.parquet")}
-        part_dirs = [self.out / t for t in PART_TABLES] + sorted(
-            p for p in (self.out / "extractions").glob("*") if p.is_dir())
-        for folder in [self.out / "documents", self.out / "runs", *part_dirs]:
-            if not folder.is_dir():
-                continue
-            for f in folder.iterdir():
-                if _OUR_TMP.fullmatch(f.name):  # only the sink's own (review writes its own kind)
-                    f.unlink(missing_ok=True)
-                    tmp += 1
-                elif folder in part_dirs and _PART.fullmatch(f.name) and f.stem not in committed:
-                    # only <doc_id>.parquet: a reviewer's <doc_id>.vN.parquet correction is never touched
-                    f.unlink(missing_ok=True)
-                    orphans += 1
-        return {"recovered_tmp_files": tmp, "recovered_orphan_parts": orphans}
 
     def write_run(self, run: dict) -> None:
         row = dict(run)
         row["config"] = json.dumps(row["config"], sort_keys=True, default=str)
         row["counts"] = _map(row["counts"])
         row["versions"] = _map(row["versions"])
-        _write(_rows(RUNS, [row]), self.out / "runs" / f"{run['run_id']}.parquet")
+        self._commit("runs", _rows(RUNS, [row]), _in("run_id", [run["run_id"]]), run["run_id"], 1)
+
+    def tables(self) -> list[str]:
+        """The names of the tables that exist in this output."""
+        names = list(TABLE_DIRS)
+        if isinstance(self.out, Path):
+            names += [f"extractions/{p.name}" for p in sorted((self.out / "extractions").glob("*")) if p.is_dir()]
+        else:
+            names += [f"extractions/{n}" for n in sorted(BUILTIN)]
+        return [n for n in names if self.table(n) is not None]
+
+    def live_files(self, name: str) -> int:
+        dt = self.table(name)
+        return 0 if dt is None else len(dt.file_uris())
+
+    def compact(self, name: str, retention_hours: int | None = None) -> dict:
+        """Merge ``name``'s small files into few (one commit); then vacuum files older than the retention
+        that no version in it needs, and files no commit references (a killed writer's)."""
+        dt = self.table(name)
+        if dt is None:
+            return {}
+        metrics = dt.optimize.compact()
+        removed = self.vacuum(name, retention_hours)
+        return {"files_added": metrics.get("numFilesAdded", 0), "files_removed": metrics.get("numFilesRemoved", 0),
+                "vacuumed": removed}
+
+    def vacuum(self, name: str, retention_hours: int | None = None) -> int:
+        dt = self.table(name)
+        if dt is None:
+            return 0
+        hours = VACUUM_HOURS if retention_hours is None else retention_hours
+        return len(dt.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False, full=True))
 
 
+@dataclass(frozen=True)
+class Staged:
+    """One finished document's rows, ready to commit: table name -> Arrow table."""
+
+    doc_id: str
+    status: str
+    tables: dict[str, pa.Table]
+
+
+def _in(column: str, values: list[str]) -> str:
+    quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+def is_uri(out: str | Path) -> bool:
+    return "://" in str(out)
+
+
+def read_table(sink: DeltaSink, name: str, columns: list[str] | None = None) -> pa.Table:
+    """A table's current version through its log (an empty table when it does not exist).
+
+    ``to_pyarrow_dataset().to_table()``, never ``DeltaTable.to_pyarrow_table()``: a process that calls
+    the latter may abort at exit (delta-rs issue 2184).
+    """
+    dt = sink.table(name)
+    if dt is None:
+        schema = {"documents": DOCUMENTS, "pages": PAGES, "elements": ELEMENTS, "runs": RUNS}.get(name)
+        schema = schema or sink.extraction_arrow
+        return schema.empty_table().select(columns) if columns else schema.empty_table()
+    return dt.to_pyarrow_dataset().to_table(columns=columns)
+
+
+VACUUM_HOURS = 7 * 24
 TABLE_DIRS = ("documents", "pages", "elements", "runs")
-PART_TABLES = ("pages", "elements")  # with extractions/<schema>: written before the commit marker
 LOCK_FILE = ".docroute.lock"
 MANIFESTS = "_manifests"
 
@@ -367,19 +443,10 @@ def read_journal(path: Path) -> dict[str, str]:
     return out
 
 
-def read_tables(out: str | Path) -> dict:
+def read_tables(out: str | Path, storage_options: dict[str, str] | None = None) -> dict:
     """The output tables as pandas DataFrames: documents, pages, elements, runs, extractions/<schema>."""
     import pandas as pd
 
-    out = Path(out)
-    names: Iterable[str] = list(TABLE_DIRS) + [
-        f"extractions/{p.name}" for p in sorted((out / "extractions").glob("*")) if p.is_dir()
-    ]
-    frames = {}
-    for name in names:
-        files = sorted((out / name).glob("*.parquet"))
-        frames[name] = (
-            pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive").to_pandas()
-            if files else pd.DataFrame()
-        )
-    return frames
+    sink = DeltaSink(out, "invoice", storage_options)
+    names = list(TABLE_DIRS) + [n for n in sink.tables() if n not in TABLE_DIRS]
+    return {n: (read_table(sink, n).to_pandas() if sink.table(n) is not None else pd.DataFrame()) for n in names}

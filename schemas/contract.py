@@ -1,4 +1,4 @@
-"""The warehouse contract: explicit Arrow schemas of the five output tables.
+"""The warehouse contract: explicit Arrow schemas of the five output tables (Delta Lake tables since 2).
 
 Column names and types are stable and versioned (CONTRACT_VERSION); a new column is nullable. The
 extraction table's typed columns are derived from the target schema: dates -> date32, Decimal ->
@@ -15,7 +15,7 @@ from decimal import Decimal
 import pyarrow as pa
 from pydantic import BaseModel
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"  # 2: Delta Lake tables (same columns and types as 1)
 MONEY = pa.decimal128(18, 4)
 TS = pa.timestamp("us", tz="UTC")
 

@@ -8,7 +8,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
@@ -98,13 +97,14 @@ def committed(out: Path) -> tuple[set[str], int]:
     """What an output folder holds, counted from its doc_ids: the doc_ids with a documents row, and
     the rows duplicated (rows beyond one per doc_id in documents, per (doc_id, page_number) in pages,
     per (doc_id, element_id) in elements)."""
+    from docroute.pipelines.sink import DeltaSink, read_table
+
     ids: set[str] = set()
     duplicated = 0
     for table, key in PART_KEYS.items():
         seen = Counter()
-        for f in sorted((out / table).glob("*.parquet")) if (out / table).is_dir() else []:
-            t = pq.read_table(f, columns=list(key))
-            seen.update(zip(*(t[k].to_pylist() for k in key), strict=True))
+        t = read_table(DeltaSink(out, "invoice"), table, list(key))
+        seen.update(zip(*(t[k].to_pylist() for k in key), strict=True))
         duplicated += sum(seen.values()) - len(seen)
         if table == "documents":
             ids = {k[0] for k in seen}
