@@ -75,7 +75,7 @@ def run(
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     from docroute.flows import progress
-    from docroute.flows.extract import run_extract
+    from docroute.flows.core import run_extract
     from docroute.flows.runners import RunnerError
 
     view = ProgressView(console)

@@ -1,31 +1,17 @@
 """The Prefect flow ``extract_folder``: one task per document.
 
-Where the tasks run is the task runner's business (flows/runners.py): threads of this process by
-default, or the worker processes of a Dask cluster. Either way each document is parsed in a worker
-process of its own pool (flows/isolation.py), so a document that crashes, hangs or balloons becomes a
-``failed`` row with the reason; a task that fails as a whole (a Dask worker lost, say) becomes one
-too, written by the flow. Prefect retries a task only for transient infrastructure errors, never for
-a bad document. Progress events are emitted by the flow as tasks complete, wherever they ran.
-
-Tasks return each document's rows staged as Arrow tables; the flow commits them to the Delta tables in
-batches (``Batcher``: every ``commit_every_documents`` documents or ``commit_every_s`` seconds, the rest
-at the end; one transaction per table, documents last, each idempotent), then compacts a table whose
-live files passed ``compact_files``. A run holds the output folder's lock (``sink.output_lock``) from
-before planning to the end and keeps a manifest with a commit journal (``sink.RunManifest``), one line
-per committed document naming the host and process that did it and its batch.
+Used when there is a Prefect API to report to (``PREFECT_API_URL``, ``docroute serve``, deployments)
+or Dask workers to reach (``--runner dask``); a plain local run goes without Prefect (flows/core.py,
+the same run body). Where the tasks run is the task runner's business (flows/runners.py): threads of
+this process, or the worker processes of a Dask cluster. Either way each document is parsed in a
+worker process of its own pool (flows/isolation.py), so a document that crashes, hangs or balloons
+becomes a ``failed`` row with the reason; a task that fails as a whole (a Dask worker lost, say)
+becomes one too, written by the flow. Prefect retries a task only for transient infrastructure
+errors, never for a bad document. The flow commits the tasks' staged rows in batches (flows/core.py).
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import socket
-import sys
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,50 +19,26 @@ from docroute.flows import prefect_env
 
 prefect_env.apply()
 
-import pyarrow as pa  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import as_completed  # noqa: E402
 
-from docroute import PIPELINE_VERSION  # noqa: E402
-from docroute.flows import progress  # noqa: E402
-from docroute.flows.html_report import write_run_report  # noqa: E402
-from docroute.flows.isolation import failed_result, run_in_worker, worker_memory_limit, worker_pool  # noqa: E402
-from docroute.flows.runners import prefect_api_for, task_runner  # noqa: E402
-from docroute.pipelines.batch import (  # noqa: E402
-    DocumentSummary,
-    PlannedFile,
-    RunSummary,
-    RunTotals,
-    document_summary,
-    plan,
+from docroute.flows.core import (  # noqa: E402
+    TRANSIENT,
+    Finished,
+    extract,
+    process,
+    run_extract,
+    run_lock,
+    worker_memory_limit,
 )
-from docroute.pipelines.budget import run_context  # noqa: E402
+from docroute.flows.runners import prefect_api_for, task_runner  # noqa: E402
+from docroute.pipelines.batch import PlannedFile, RunSummary  # noqa: E402
 from docroute.pipelines.context import RunContext  # noqa: E402
-from docroute.pipelines.ingest import display_path  # noqa: E402
 from docroute.pipelines.settings import Settings, load_settings  # noqa: E402
-from docroute.pipelines.sink import DeltaSink, RunManifest, Staged, new_run_id, output_lock  # noqa: E402
-from docroute.schemas import DocumentResult  # noqa: E402
-from docroute.schemas.contract import CONTRACT_VERSION  # noqa: E402
+from docroute.pipelines.sink import new_run_id  # noqa: E402
 
-_held: dict[str, str] = {}  # output folder -> the run_id whose lock this process holds
-TRANSIENT = (BrokenPipeError, ConnectionError, InterruptedError, BlockingIOError)
-
-
-@contextmanager
-def _run_lock(out: Path, run_id: str, input_spec: str):
-    """Hold ``out``'s lock for ``run_id``, unless this process already does (``run_extract`` takes it
-    before the flow starts so that a busy folder fails fast; a deployment run takes it here)."""
-    key = str(Path(out).resolve())
-    if _held.get(key) == run_id:
-        yield
-        return
-    with output_lock(Path(out), run_id, input_spec):
-        _held[key] = run_id
-        try:
-            yield
-        finally:
-            _held.pop(key, None)
+__all__ = ["extract_folder", "run_extract", "run_on_prefect", "worker_memory_limit"]
 
 
 def _transient(task, task_run, state) -> bool:
@@ -89,70 +51,10 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-def _stage(path: Path, result: DocumentResult, run_id: str, schema_name: str) -> Finished:
-    """One document's rows, ready for the flow to commit in a batch, and its summary."""
-    sink = DeltaSink(Path("."), schema_name)  # staging touches no storage
-    try:
-        staged = sink.stage(result, run_id)
-    except (pa.ArrowException, UnicodeError, ValueError, TypeError, OverflowError) as exc:
-        # rows the contract cannot hold (a value out of range, text that is not UTF-8): keep the document
-        # as a failed row with the reason rather than losing it or stopping the run
-        result = failed_result(path, result.document.doc_id,
-                               f"its rows could not be written: {type(exc).__name__}: {exc}")
-        staged = sink.stage(result, run_id)
-    return Finished(document_summary(result, worker=f"{socket.gethostname()}:{os.getpid()}"), staged)
-
-
-@dataclass(frozen=True)
-class Finished:
-    """What a document task returns to the flow: its summary and its staged rows."""
-
-    summary: DocumentSummary
-    staged: Staged
-
-
-class Batcher:
-    """Commits finished documents in batches: every ``commit_every_documents`` or ``commit_every_s``
-    (checked as documents finish), and what is left at the end. Journals each committed document."""
-
-    def __init__(self, sink: DeltaSink, manifest: RunManifest, run_id: str, settings: Settings):
-        self.sink, self.manifest, self.run_id = sink, manifest, run_id
-        self.every, self.every_s = settings.commit_every_documents, settings.commit_every_s
-        self.pending: list[Finished] = []
-        self.number = 0
-        self.last = time.monotonic()
-
-    def add(self, done: Finished) -> None:
-        self.pending.append(done)
-        if len(self.pending) >= self.every or time.monotonic() - self.last >= self.every_s:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.number += 1
-            self.sink.commit([d.staged for d in self.pending], self.run_id, self.number)
-            for d in self.pending:
-                self.manifest.commit(d.summary.doc_id, d.summary.status, worker=d.summary.worker,
-                                     batch=self.number)
-            self.pending = []
-        self.last = time.monotonic()
-
-
 @task(name="process-document", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
       cache_policy=NO_CACHE, log_prints=False)
 def process_document_task(item: PlannedFile, settings: Settings, out: str, context: RunContext) -> Finished:
-    result = run_in_worker(item.source or item.path, item.doc_id, settings, context=context)
-    return _stage(item.path, result, context.run_id or "", settings.schema_name)
-
-
-def _versions() -> dict[str, str]:
-    out = {"docroute": PIPELINE_VERSION, "contract": CONTRACT_VERSION, "python": platform.python_version()}
-    for dist in ("pymupdf", "prefect", "unstructured", "pydantic", "pyarrow"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    return process(item, settings, out, context)
 
 
 def _as_settings(settings: Settings | dict[str, Any] | None) -> Settings:
@@ -180,91 +82,11 @@ def extract_folder(input: str, out: str, settings: Settings | dict[str, Any] | N
         with prefect_api_for(settings):
             return extract_folder.with_options(task_runner=task_runner(settings))(
                 input, out, settings, retry_failed, reprocess_schema, run_id)
-    with _run_lock(Path(out), run_id, input):
-        return _extract(input, out, settings, retry_failed, reprocess_schema, run_id)
-
-
-def _extract(input: str, out: str, settings: Settings, retry_failed: bool, reprocess_schema: bool,
-             run_id: str) -> RunSummary:
-    started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    out_path = Path(out)
-    sink = DeltaSink(out, settings.schema_name, settings.storage_options)
-    recovered: dict[str, int] = {}
-    interrupted = RunManifest.interrupted(out_path)
-    the_plan = plan(input, sink.committed(), force=settings.force, retry_failed=retry_failed,
-                    pipeline_version=PIPELINE_VERSION, schema_name=sink.schema.schema_name,
-                    schema_version=sink.schema.schema_version, reprocess_schema=reprocess_schema,
-                    exclude=(out_path,))
-    manifest = RunManifest(out_path, run_id)
-    manifest.start(started_at=started, input=input, output=str(out_path.resolve()), runner=settings.runner,
-                   schema=f"{sink.schema.schema_name}@{sink.schema.schema_version}", discovered=the_plan.discovered,
-                   planned=[{"doc_id": i.doc_id, "path": display_path(i.path)} for i in the_plan.todo],
-                   skipped=len(the_plan.skipped), stale_schema=len(the_plan.stale_schema),
-                   duplicates=len(the_plan.duplicates), resumes=[r["run_id"] for r in interrupted], recovered=recovered)
-    progress.emit(progress.Planned(todo=len(the_plan.todo), skipped=len(the_plan.skipped),
-                                   duplicates=len(the_plan.duplicates), run_id=run_id))
-    totals = RunTotals(skipped=len(the_plan.skipped), duplicates=len(the_plan.duplicates),
-                       stale_schema=len(the_plan.stale_schema))
-    context = run_context(settings.router, out_path, run_id)  # with the run's VLM page ledger, when capped
-    if the_plan.todo:
-        with _local_pool(settings, len(the_plan.todo)):
-            submitted = {process_document_task.submit(item, settings, out, context): item for item in the_plan.todo}
-            batcher = Batcher(sink, manifest, run_id, settings)
-            for fut in as_completed(list(submitted)):
-                try:
-                    done = fut.result()
-                except Exception as exc:  # the task as a whole failed (a lost Dask worker): a failed row
-                    item = submitted[fut]
-                    result = failed_result(item.path, item.doc_id, f"its task failed on the {settings.runner} runner "
-                                           f"({type(exc).__name__}: {exc}); rerun with --retry-failed")
-                    done = _stage(item.path, result, run_id, settings.schema_name)
-                batcher.add(done)
-                totals.add(done.summary)
-                progress.emit(done.summary)
-            batcher.flush()
-        recovered |= _compact(sink, settings)
-    elapsed = time.perf_counter() - t0
-    run = {
-        "run_id": run_id, "started_at": started, "finished_at": datetime.now(UTC), "input": input,
-        "output": str(out_path.resolve()), "config": settings.model_dump(mode="json"),
-        "counts": totals.counts() | recovered | {"resumed_runs": len(interrupted)}, "versions": _versions(),
-    }
-    sink.write_run(run)
-    manifest.finish(finished_at=run["finished_at"], counts=run["counts"])
-    vlm = vlm_in_use(settings, totals)
-    report = write_run_report(out_path, run, vlm)
-    if not progress.listened():  # a deployment run: one line for the log of whoever serves it
-        print(_one_line(run_id, totals, report, time.perf_counter() - t0), file=sys.stderr, flush=True)
-    return RunSummary(run=run, totals=totals, report=str(report), schema=sink.schema.schema_name,
-                      schema_version=sink.schema.schema_version, elapsed_s=elapsed, vlm=vlm,
-                      interrupted=tuple(interrupted), recovered=recovered)
-
-
-def _compact(sink: DeltaSink, settings: Settings) -> dict[str, int]:
-    """Compact every table whose live data files passed ``settings.compact_files``; how many were."""
-    compacted = [name for name in sink.tables() if sink.live_files(name) > settings.compact_files]
-    for name in compacted:
-        sink.compact(name)
-    return {"compacted_tables": len(compacted)} if compacted else {}
-
-
-def vlm_in_use(settings: Settings, totals: RunTotals) -> str:
-    """Which VLM this run used, in words: the backend and the model(s) that answered, or why none."""
-    backend = settings.vlm.resolved_backend()
-    if backend == "none":
-        return f"none: {settings.vlm.why_none()}"
-    answered = ", ".join(f"{m} ({n} document(s))" for m, n in totals.vlm_models.most_common())
-    return f"{backend}: {answered or (settings.vlm.model or 'the server default') + ' (no page needed it)'}"
-
-
-def _one_line(run_id: str, totals: RunTotals, report: Path, elapsed: float) -> str:
-    line = (f"docroute run {run_id}: {totals.documents} document(s) processed ({totals.ok} ok, {totals.partial} "
-            f"partial, {totals.failed} failed), {totals.skipped} already done, {totals.pages} page(s) in "
-            f"{elapsed:.1f} s; {totals.needs_review} need review; report {report}")
-    for path, error in totals.failures[:20]:
-        line += f"\n  {path}: {error}"
-    return line
+    with run_lock(Path(out), run_id, input):
+        on_threads = _on_threads()
+        mode = "prefect (" + ("threads" if on_threads else "dask") + " task runner)"
+        return extract(input, out, settings, retry_failed, reprocess_schema, run_id,
+                       lambda *args: process_document_task.submit(*args), as_completed, on_threads, mode)
 
 
 def _on_threads() -> bool:
@@ -276,25 +98,10 @@ def _on_threads() -> bool:
     return ctx is None or isinstance(ctx.task_runner, ThreadPoolTaskRunner)
 
 
-@contextmanager
-def _local_pool(settings: Settings, n_documents: int):
-    """The run's worker-process pool when tasks run in this process; Dask workers open their own."""
-    if not _on_threads():
-        yield
-        return
-    with worker_pool(min(settings.workers, n_documents), worker_memory_limit(settings)):
-        yield
-
-
-def run_extract(input: str, out: str, settings: Settings, retry_failed: bool = False,
-                reprocess_schema: bool = False) -> RunSummary:
-    """Run the flow on ``settings.runner``, holding the output lock.
-
-    Raises ``sink.OutputLocked`` (before any Prefect flow run starts) when another run holds ``out``,
-    and ``runners.RunnerError`` when the runner cannot work as configured.
-    """
-    run_id = new_run_id()
-    with _run_lock(Path(out), run_id, input), prefect_api_for(settings):
+def run_on_prefect(input: str, out: str, settings: Settings, retry_failed: bool, reprocess_schema: bool,
+                   run_id: str) -> RunSummary:
+    """Run the flow on ``settings.runner`` (the caller holds the output lock for ``run_id``)."""
+    with prefect_api_for(settings):
         runner = task_runner(settings)
         return extract_folder.with_options(task_runner=runner)(input, out, settings, retry_failed,
                                                                reprocess_schema, run_id)

@@ -23,3 +23,21 @@ DEFAULTS = {
 def apply() -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def api_url_configured() -> bool:
+    """Whether a Prefect API is configured: PREFECT_API_URL in the environment or in the active Prefect
+    profile (read from the profiles file, without importing Prefect, which takes seconds)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    import tomllib
+    from pathlib import Path
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or data.get("active", "ephemeral")
+    return bool((data.get("profiles", {}).get(active) or {}).get("PREFECT_API_URL"))

@@ -72,6 +72,7 @@ def print_summary(console: Console, summary: RunSummary, out: Path) -> None:
     table.add_row("documents needing review", str(totals.needs_review))
     table.add_row("fields needing review", str(totals.fields_review))
     table.add_row("VLM", summary.vlm)
+    table.add_row("orchestrator", summary.orchestrator)
     if totals.vlm_unanswered:
         table.add_row("  routed pages without a VLM answer", str(totals.vlm_unanswered))
         for why, n in totals.vlm_why.most_common():

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         3072, ge=0, description="memory each worker process may allocate beyond what it holds after loading its "
         "engines (RLIMIT_DATA, inherited by tesseract); a document that needs more becomes a failed row. 0: no limit",
     )
+    orchestrator: Literal["auto", "direct", "prefect"] = Field(
+        "auto", description="what schedules the document tasks: 'prefect' (a flow run reported to a Prefect API), "
+        "'direct' (a thread pool, no Prefect server), or 'auto': Prefect when PREFECT_API_URL is configured or "
+        "the runner is dask, direct otherwise")
     commit_every_documents: int = Field(64, ge=1, description="commit finished documents to the Delta tables in "
                                         "batches of this many (one transaction per table, documents last)")
     commit_every_s: float = Field(30.0, gt=0, description="commit a batch at least this often (checked as documents finish)")

@@ -9,8 +9,9 @@ A run stages each finished document's rows (:meth:`DeltaSink.stage`, Arrow table
 contract) and commits them in batches (:meth:`DeltaSink.commit`): one transaction per table, the part
 tables first and ``documents`` last, so a document counts as done only once its documents row is in.
 Every commit replaces the batch's documents' rows (an overwrite with a ``doc_id IN (...)`` predicate:
-the old rows of a reprocessed document go in the same transaction as its new ones), so a replayed or
-rerun batch changes nothing and a run killed between two commits of a batch, then rerun, leaves each
+the old rows of a reprocessed document go in the same transaction as its new ones; its documents row
+is deleted first, so until the batch's last commit it is not done), so a replayed or rerun batch
+changes nothing and a run killed between two commits of a batch, then rerun, leaves each
 document exactly once in every table. Each commit also records a Delta application transaction
 (``docroute:<run_id>``, version = batch number): a batch the log already holds is skipped.
 
@@ -39,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
@@ -193,6 +195,9 @@ class DeltaSink:
         if self.extraction_table not in names:
             names.insert(0, self.extraction_table)
         written = []
+        redo = self._committed_among(ids)
+        if redo:  # reprocessing: un-commit first, so a kill before the last commit leaves them not done
+            self._uncommit(_in("doc_id", redo))
         for name in names:
             parts = [s.tables[name] for s in batch if name in s.tables]
             schema = parts[0].schema if parts else self.extraction_arrow
@@ -206,6 +211,16 @@ class DeltaSink:
         """Stage and commit one document as a batch of its own (tests, tools)."""
         self._batch += 1
         self.commit([self.stage(result, run_id)], run_id, self._batch)
+
+    def _committed_among(self, ids: list[str]) -> list[str]:
+        dt = self.table("documents")
+        if dt is None:
+            return []
+        found = dt.to_pyarrow_dataset().to_table(columns=["doc_id"], filter=pc.field("doc_id").isin(ids))
+        return sorted(set(found["doc_id"].to_pylist()))
+
+    def _uncommit(self, predicate: str) -> None:
+        self.table("documents").delete(predicate)
 
     def _commit(self, name: str, data: pa.Table, predicate: str, run_id: str, number: int) -> bool:
         app = f"docroute:{run_id}"

@@ -3,9 +3,10 @@ with nothing lost; two runs on one output are refused; old files stay readable b
 schema version reprocesses only when asked.
 
 Two kinds of kill:
-- every file-system step of the sink, in turn (``test_crash_at_every_sink_step...``): the write is
-  aborted right there and the files are left as they are. The sink has no cleanup code (no finally,
-  no rollback), so what is on disk is exactly what a SIGKILL at that step leaves;
+- every write step of the sink, in turn (``test_crash_at_every_sink_step...``): each table's Delta
+  commit of each batch (and the un-commit that starts a rewrite), killed before it, mid-way (its data
+  file written, the log entry not: what a SIGKILL inside delta-rs leaves) and after it. The sink has no cleanup code (no finally, no
+  rollback), so what is on disk is exactly what a SIGKILL at that step leaves;
 - SIGKILL of the whole CLI process group at seeded random moments of real runs (startup, planning,
   parsing, writing), each followed by a rerun (``test_sigkill_at_random_moments...``).
 What the kill tests measure (inputs, kills, rows lost and duplicated, counted from the output) is
@@ -23,24 +24,24 @@ import subprocess
 import time
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable, write_deltalake
 
 from docroute import PIPELINE_VERSION
 from docroute.pipelines import sink as sink_mod
 from docroute.pipelines.batch import plan
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
-from docroute.pipelines.sink import Committed, OutputLocked, ParquetSink, RunManifest, output_lock
+from docroute.pipelines.sink import Committed, DeltaSink, OutputLocked, RunManifest, output_lock, read_table
 from docroute.schemas.contract import DOCUMENTS
 
 from conftest import SAMPLES, cli, committed
 
 PART_TABLES = ("pages", "elements", "extractions/invoice")
 SINK_STEP_DOCS = ("invoice_two_page.pdf", "broken_empty.pdf")  # two pages with elements; a failed row
-SINK_CRASH_POINTS = 52  # 24 during a first write, 28 during a --force rewrite (see the test)
+SINK_CRASH_POINTS = 52  # 3 phases x 8 table commits of a first write; a --force rewrite adds 2 x 2 un-commits
 SIGKILL_TRIALS = 5
 SIGKILL_DOCS = 13
 
@@ -50,11 +51,7 @@ class Killed(BaseException):
 
 
 def read(out: Path, table: str) -> list[dict]:
-    folder = out / table
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
-        return []
-    return pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive").to_pylist()
+    return read_table(DeltaSink(out, "invoice"), table).to_pylist()
 
 
 def check_consistent(out: Path, expected: dict[str, tuple[int, int]] | None = None) -> set[str]:
@@ -105,82 +102,76 @@ def _expected(results) -> dict[str, tuple[int, int]]:
 
 
 def _write_all(out: Path, results, run_id: str, crash_at: int | None = None, phase: str = "") -> list[str]:
-    """Write all results like a run does, aborting at file-system step ``crash_at``.
+    """Commit the results like a run does (one batch per document), aborting at table commit ``crash_at``.
 
-    Steps are the sink's file writes (``_write``: temporary file, fsync, rename) and unlinks (the
-    un-commit of a document being rewritten). Phases: ``before`` the step, ``tmp`` (a write's
-    temporary file is complete, not renamed), ``after`` it. Returns the kinds of the steps run.
+    Phases: ``before`` the commit, ``orphan`` (its data file is written, the log entry is not: a kill
+    inside delta-rs), ``after`` it. Returns the tables committed, in order.
     """
-    kinds: list[str] = []
-    real_write, real_unlink = sink_mod._write, Path.unlink
+    steps: list[str] = []
+    real, real_uncommit = DeltaSink._commit, DeltaSink._uncommit
 
-    def write(table, path):
-        n = len(kinds)
-        kinds.append("write")
-        if n == crash_at and phase == "before":
+    def uncommit(self, predicate):
+        n = len(steps)
+        steps.append("uncommit")
+        if n == crash_at and phase in ("before", "orphan"):
             raise Killed
-        if n == crash_at and phase == "tmp":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, path.with_name(f".{path.name}.1234.abcdef.tmp"))
-            raise Killed
-        real_write(table, path)
+        real_uncommit(self, predicate)
         if n == crash_at and phase == "after":
             raise Killed
 
-    def unlink(self, *args, **kwargs):
-        n = len(kinds)
-        kinds.append("unlink")
+    def commit(self, name, data, predicate, run_id, number):
+        n = len(steps)
+        steps.append(name)
         if n == crash_at and phase == "before":
             raise Killed
-        real_unlink(self, *args, **kwargs)
+        if n == crash_at and phase == "orphan":
+            Path(self.uri(name)).mkdir(parents=True, exist_ok=True)
+            pq.write_table(data, Path(self.uri(name)) / "part-00000-killed-c000.snappy.parquet")
+            raise Killed
+        done = real(self, name, data, predicate, run_id, number)
         if n == crash_at and phase == "after":
             raise Killed
+        return done
 
-    sink_mod._write = write
-    Path.unlink = unlink
+    DeltaSink._commit, DeltaSink._uncommit = commit, uncommit
     try:
-        s = ParquetSink(out, "invoice")
-        for r in results:
-            s.write(r, run_id)
+        s = DeltaSink(out, "invoice")
+        for number, r in enumerate(results, 1):
+            s.commit([s.stage(r, run_id)], run_id, number)
     except Killed:
         pass
     finally:
-        sink_mod._write, Path.unlink = real_write, real_unlink
-    return kinds
+        DeltaSink._commit, DeltaSink._uncommit = real, real_uncommit
+    return steps
 
 
 def _rerun(out: Path, results, run_id: str) -> None:
-    """What the next run does: clean up under the lock, then write what is not done."""
-    s = ParquetSink(out, "invoice")
-    s.recover()
+    """What the next run does: plan from what is committed, then commit what is not done in one batch."""
+    s = DeltaSink(out, "invoice")
     todo = {item.doc_id for name in SINK_STEP_DOCS
             for item in plan(str(SAMPLES / name), s.committed(), pipeline_version=PIPELINE_VERSION,
                              schema_name=s.schema.schema_name, schema_version=s.schema.schema_version).todo}
-    for r in results:
-        if r.document.doc_id in todo:
-            s.write(r, run_id)
+    s.commit([s.stage(r, run_id) for r in results if r.document.doc_id in todo], run_id, 1)
 
 
 def test_crash_at_every_sink_step_then_rerun_gives_each_document_once(results, tmp_path, monkeypatch, fault_record):
     import shutil
-
-    # fsync guards against power loss, not against a kill (the page cache survives the process): off here
-    monkeypatch.setattr(sink_mod.os, "fsync", lambda fd: None)
 
     expected = _expected(results)
     inputs = set(expected)
     assert len(inputs) == 2
     crash_points = lost = duplicated = 0
     first = _write_all(tmp_path / "count", results, "r1")
-    assert first == ["write"] * 8  # per document: elements, pages, extraction, documents (last)
+    tables = ["elements", "extractions/invoice", "pages", "documents"]
+    assert first == tables * 2  # per batch (one document each here): every table, documents last
     base = tmp_path / "committed"
     _write_all(base, results, "r1")
     shutil.copytree(base, tmp_path / "count-force2")
     forced = _write_all(tmp_path / "count-force2", results, "r2")
-    assert forced == (["unlink"] + ["write"] * 4) * 2  # a rewrite un-commits first
+    assert forced == (["uncommit"] + tables) * 2  # a rewrite un-commits first, then replaces the rows
     for scenario, steps in (("first", first), ("force", forced)):
         for k, kind in enumerate(steps):
-            for phase in ("before", "tmp", "after") if kind == "write" else ("before", "after"):
+            for phase in ("before", "orphan", "after") if kind != "uncommit" else ("before", "after"):
                 out = tmp_path / f"{scenario}-{k}-{phase}"
                 if scenario == "force":
                     shutil.copytree(base, out)
@@ -216,7 +207,10 @@ def _sigkill_corpus(folder: Path) -> dict[str, int]:
 
 
 def _committed(out: Path) -> int:
-    return len(list((out / "documents").glob("*.parquet"))) if (out / "documents").is_dir() else 0
+    try:
+        return DeltaTable(out / "documents").to_pyarrow_dataset().count_rows()
+    except Exception:  # not created yet
+        return 0
 
 
 @pytest.mark.slow
@@ -232,12 +226,13 @@ def test_sigkill_at_random_moments_then_rerun(prefect_api, tmp_path, fault_recor
     doc_ids = set(_sigkill_corpus(corpus))
     out = tmp_path / "out"
     args = ["run", str(corpus), "--out", str(out), "--workers", "2", "--redact", "all"]
+    small_batches = {"DOCROUTE_COMMIT_EVERY_DOCUMENTS": "2"}  # batch boundaries to kill between
     rng = random.Random(20240315)
     kills, mid_run, refused, log = 0, 0, False, []
     for trial in range(SIGKILL_TRIALS):
         before = _committed(out)
         proc = cli(args, api_url=prefect_api, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   start_new_session=True)
+                   start_new_session=True, extra_env=small_batches)
         if trial == 0:
             time.sleep(rng.uniform(0.2, 2.5))  # start-up: imports, lock, Prefect, planning
         else:
@@ -268,7 +263,7 @@ def test_sigkill_at_random_moments_then_rerun(prefect_api, tmp_path, fault_recor
     print("sigkill trials (trial, committed before, after, returncode):", log)
     assert kills == SIGKILL_TRIALS and mid_run >= 2 and refused, log  # every kill hit a live run
     left_running = [p for p in (out / "_manifests").glob("*.json") if json.loads(p.read_text())["state"] == "running"]
-    final = cli(args, api_url=prefect_api, timeout=300)
+    final = cli(args, api_url=prefect_api, timeout=300, extra_env=small_batches)
     assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
     written, duplicated = committed(out)
     fault_record(inputs=len(doc_ids), kills=kills, lost=len(doc_ids - written), duplicated=duplicated)
@@ -284,7 +279,7 @@ def test_sigkill_at_random_moments_then_rerun(prefect_api, tmp_path, fault_recor
     if left_running:  # a run killed mid-way is named by the run that resumes it
         assert "resumed interrupted run" in final.stdout
     # --redact all ran in every run: the sample invoice's e-mail address never reached the tables
-    text = duckdb.sql(f"SELECT string_agg(text, ' ') FROM read_parquet('{out}/pages/*.parquet')").fetchall()[0][0]
+    text = " ".join(r["text"] or "" for r in read(out, "pages"))
     assert "billing@bluefield-example.com" not in text and "[EMAIL]" in text
     assert all(d["redactions"] is not None for d in read(out, "documents") if d["status"] != "failed")
 
@@ -308,31 +303,30 @@ def test_a_lock_left_by_a_killed_run_is_stale_and_taken_over(tmp_path):
 
 
 # --------------------------------------------------------------------------- schema evolution
-def test_old_files_without_a_new_column_read_beside_new_ones(results, tmp_path):
+def test_rows_written_before_a_new_column_read_beside_new_ones(results, tmp_path):
     import docroute
 
-    s = ParquetSink(tmp_path, "invoice")
-    s.write(results[0], "new-run")
+    s = DeltaSink(tmp_path, "invoice")
     old = results[1]
     row = sink_mod.document_row(old, "old-run", s.schema)
-    old_schema = pa.schema([f for f in DOCUMENTS if f.name != "redactions"])  # as written before it existed
-    pq.write_table(pa.Table.from_pylist([{k: v for k, v in row.items() if k != "redactions"}], schema=old_schema),
-                   tmp_path / "documents" / f"{old.document.doc_id}.parquet")
-    # an extraction table gaining a field: the old file lacks it
-    ex = pq.read_table(tmp_path / "extractions" / "invoice" / f"{results[0].document.doc_id}.parquet")
-    newer = ex.append_column("po_number", pa.array(["PO-7"], pa.string()))
-    pq.write_table(newer, tmp_path / "extractions" / "invoice" / "zz-newer.parquet")
+    old_schema = pa.schema([f for f in DOCUMENTS if f.name != "redactions"])  # the table before it existed
+    write_deltalake(tmp_path / "documents", pa.Table.from_pylist(
+        [{k: v for k, v in row.items() if k != "redactions"}], schema=old_schema))
+    s.write(results[0], "new-run")  # adds the column to the table's schema
+    # an extraction table gaining a field: rows written before lack it
+    ex = read_table(s, "extractions/invoice")
+    newer = ex.append_column("po_number", pa.array(["PO-7"], pa.string())).set_column(
+        0, "doc_id", pa.array(["f" * 64], pa.string()))
+    write_deltalake(tmp_path / "extractions" / "invoice", newer, mode="append", schema_mode="merge")
 
     tables = docroute.read(tmp_path)
     assert len(tables["documents"]) == 2 and "redactions" in tables["documents"]
+    by_run = tables["documents"].set_index("run_id")["redactions"]
+    assert by_run["old-run"] is None  # the row written before the column: null there
     assert tables["extractions/invoice"]["po_number"].isna().sum() == 1
-    rows = duckdb.sql(f"""SELECT doc_id, redactions FROM read_parquet('{tmp_path}/documents/*.parquet',
-                          union_by_name=true) ORDER BY run_id""").fetchall()
-    assert len(rows) == 2 and rows[0][1] is None  # the old file: null in the new column
-    n = duckdb.sql(f"""SELECT count(po_number) FROM read_parquet('{tmp_path}/extractions/invoice/*.parquet',
-                       union_by_name=true)""").fetchall()[0][0]
-    assert n == 1
     assert set(s.committed()) == {results[0].document.doc_id, old.document.doc_id}
+    s.write(results[0], "again")  # a rewrite still works against the grown schema, replacing the row
+    assert sorted(docroute.read(tmp_path)["documents"]["run_id"]) == ["again", "old-run"]
 
 
 def test_a_new_schema_version_reprocesses_only_when_asked(tmp_path):
@@ -362,18 +356,18 @@ def test_stale_schema_documents_are_kept_and_counted_by_the_flow(prefect_api, tm
     (folder / "a.pdf").write_bytes((SAMPLES / "plain_text.pdf").read_bytes())
     out = tmp_path / "out"
     run_extract(str(folder), str(out), Settings(workers=1))
-    marker = next((out / "documents").glob("*.parquet"))
-    t = pq.read_table(marker)
-    older = t.set_column(t.schema.get_field_index("schema_version"), "schema_version",
-                         pa.array(["0"], pa.string()))
-    pq.write_table(older, marker)
+    DeltaTable(out / "documents").update(updates={"schema_version": "'0'"})
+
+    def versions():
+        return read(out, "documents")[0]["schema_version"], len(read(out, "documents"))
+
     summary = run_extract(str(folder), str(out), Settings(workers=1))
     assert summary.totals.stale_schema == 1 and summary.totals.documents == 0
     assert summary.run["counts"]["stale_schema"] == 1
-    assert pq.read_table(marker)["schema_version"].to_pylist() == ["0"], "kept as it was"
+    assert versions() == ("0", 1), "kept as it was"
     summary = run_extract(str(folder), str(out), Settings(workers=1), reprocess_schema=True)
     assert summary.totals.documents == 1
-    assert pq.read_table(marker)["schema_version"].to_pylist() != ["0"]
+    assert versions()[0] != "0" and versions()[1] == 1
 
 
 @pytest.mark.after_fault_tests
@@ -390,18 +384,15 @@ def test_readme_fault_table_is_what_the_fault_tests_measured(fault_measurements)
                             "`python tests/fault_table.py --write-readme`", stale)
 
 
-def test_recovery_removes_only_what_a_killed_run_of_the_sink_left(results, tmp_path):
-    s = ParquetSink(tmp_path, "invoice")
+def test_vacuum_removes_only_files_no_version_references(results, tmp_path):
+    s = DeltaSink(tmp_path, "invoice")
     s.write(results[0], "r1")
-    doc = results[0].document.doc_id
-    ex_dir = tmp_path / "extractions" / "invoice"
-    correction = ex_dir / f"{doc}.v2.parquet"  # a reviewer's correction (docroute review --apply)
-    correction.write_bytes((ex_dir / f"{doc}.parquet").read_bytes())
-    orphan = tmp_path / "pages" / ("0" * 64 + ".parquet")  # parts of a document never committed
-    orphan.write_bytes((tmp_path / "pages" / f"{doc}.parquet").read_bytes())
-    ours = tmp_path / "pages" / f".{'1' * 64}.parquet.4242.abc123.tmp"
-    ours.write_bytes(b"half")
-    theirs = ex_dir / f".{doc}.v3.parquet.tmp"  # another writer's temporary file
-    theirs.write_bytes(b"half")
-    assert s.recover() == {"recovered_tmp_files": 1, "recovered_orphan_parts": 1}
-    assert correction.exists() and theirs.exists() and not orphan.exists() and not ours.exists()
+    pages = tmp_path / "pages"
+    live = {p.name for p in pages.glob("*.parquet")}
+    orphan = pages / "part-00000-killed-c000.snappy.parquet"  # what a writer killed mid-commit leaves
+    pq.write_table(read_table(s, "pages"), orphan)
+    week_ago = time.time() - 8 * 24 * 3600
+    os.utime(orphan, (week_ago, week_ago))
+    assert len(read(tmp_path, "pages")) == len(results[0].pages), "the log never names it: readers skip it"
+    assert s.vacuum("pages") == 1
+    assert not orphan.exists() and {p.name for p in pages.glob("*.parquet")} == live
