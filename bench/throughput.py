@@ -3,8 +3,9 @@
 Builds N-page corpora from the sample invoices (digital and scanned; each copy gets distinct bytes so
 docroute does not deduplicate it) and runs, each in its own process tree with the same worker count:
 
-- docroute: the real ``docroute run`` CLI (Prefect flow, worker processes, Parquet out). Reported
-  twice: wall time including Prefect's embedded server start, and the flow's own processing time.
+- docroute: the real ``docroute run`` CLI (worker processes, Delta tables out; without a Prefect API it
+  runs without Prefect). Reported as wall time, the run's own processing time, the fixed cost (wall of
+  a one-invoice run from a cold CLI) and the marginal cost ((wall - fixed) against the floor's time).
 - floor: raw PyMuPDF text extraction (digital) / PyMuPDF render + tesseract (scans) over the same
   files: what the engines underneath cost with nothing else.
 - unstructured: ``partition_pdf`` with strategy fast (digital) / ocr_only (scans), a peer.
@@ -14,7 +15,11 @@ Peak RSS is the largest sum of RSS over the process tree, sampled every 50 ms.
 With ``--dask`` docroute also runs with ``--runner dask`` (a LocalCluster of the same worker count,
 started for the run) beside the thread runner, on the same files.
 
+With ``--scale N`` it runs docroute alone on N one-page invoices (distinct bytes) and reports pages/s,
+live data files per Delta table, the DuckDB time to read every invoice row, and peak RSS.
+
     python bench/throughput.py [--pages 40] [--workers 2] [--only digital|scanned] [--dask]
+    python bench/throughput.py --scale 10000 [--workers 2]
 """
 
 from __future__ import annotations
@@ -121,12 +126,43 @@ def run_docroute(corpus: Path, out: Path, workers: int, runner: str = "threads")
     docroute = str(Path(sys.executable).with_name("docroute"))
     wall, rss, _ = measure([docroute, "run", str(corpus), "--out", str(out), "--workers", str(workers),
                             "--runner", runner])
-    import pyarrow.parquet as pq
+    from docroute.pipelines.sink import DeltaSink, read_table
 
-    runs = pq.read_table(out / "runs").to_pylist()[-1]
+    runs = max(read_table(DeltaSink(out, "invoice"), "runs").to_pylist(), key=lambda r: r["started_at"])
     flow_s = (runs["finished_at"] - runs["started_at"]).total_seconds()
     pages = dict(runs["counts"])["pages"]
     return {"wall": wall, "flow": flow_s, "rss": rss, "pages": pages}
+
+
+def fixed_cost(work: Path, workers: int) -> float:
+    """Wall seconds of a cold ``docroute run`` on one invoice: what every run pays before its pages."""
+    one = work / "one"
+    one.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAMPLES / "invoice_ruled.pdf", one / "invoice_ruled.pdf")
+    return run_docroute(one, work / "out-one", workers)["wall"]
+
+
+def scale(n: int, workers: int, work: Path) -> None:
+    """docroute alone on ``n`` one-page invoices: pages/s, live files per table, DuckDB read time, RSS."""
+    from docroute.pipelines.sink import DeltaSink, sql_connection
+
+    corpus = work / "scale"
+    corpus.mkdir(parents=True)
+    data = (SAMPLES / "invoice_ruled.pdf").read_bytes()
+    for i in range(n):
+        (corpus / f"{i:06d}.pdf").write_bytes(data + f"\n% bench copy {i}\n".encode())
+    out = work / "out-scale"
+    d = run_docroute(corpus, out, workers)
+    sink = DeltaSink(out, "invoice")
+    files = {name: sink.live_files(name) for name in sink.tables()}
+    t0 = time.perf_counter()
+    rows = sql_connection(out).sql("SELECT count(*), count(DISTINCT doc_id) FROM invoice").fetchall()[0]
+    duck = time.perf_counter() - t0
+    print(f"scale: {n} one-page invoices, workers={workers}, cpu={os.cpu_count()} cores")
+    print(f"  wall {d['wall']:.1f} s, run {d['flow']:.1f} s, {d['pages'] / d['wall']:.2f} pages/s (wall), "
+          f"peak RSS {d['rss']:.0f} MiB")
+    print(f"  live data files per table: {files}")
+    print(f"  DuckDB: read every invoice row ({rows[0]} rows, {rows[1]} distinct doc_id) in {duck:.3f} s")
 
 
 def main() -> None:
@@ -136,11 +172,20 @@ def main() -> None:
     ap.add_argument("--only", choices=sorted(CORPORA))
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--dask", action="store_true", help="also run docroute with --runner dask")
+    ap.add_argument("--scale", type=int, help="docroute alone on this many one-page invoices")
     args = ap.parse_args()
+    if args.scale:
+        work = Path(tempfile.mkdtemp(prefix="docroute-bench-"))
+        try:
+            scale(args.scale, args.workers, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     kinds = [args.only] if args.only else list(CORPORA)
     rows = []
     work = Path(tempfile.mkdtemp(prefix="docroute-bench-"))
     try:
+        fixed = fixed_cost(work, args.workers)
         for kind in kinds:
             files, pages = build_corpus(kind, args.pages, work / kind)
             names = [str(f) for f in files]
@@ -154,15 +199,16 @@ def main() -> None:
                 d = run_docroute(work / kind, work / f"out-{kind}-{runner}", args.workers, runner)
                 assert d["pages"] == pages, (d["pages"], pages)
                 label = "" if runner == "threads" else " --runner dask"
-                measured += [(f"docroute run{label} (wall, incl. Prefect start)", d["wall"], d["rss"]),
-                             (f"docroute flow{label} (processing only)", d["flow"], d["rss"])]
+                measured += [(f"docroute run{label} (wall)", d["wall"], d["rss"]),
+                             (f"docroute run{label} (processing only)", d["flow"], d["rss"]),
+                             (f"docroute run{label} marginal (wall - fixed {fixed:.1f} s)", d["wall"] - fixed, d["rss"])]
             for engine, wall, rss in measured:
                 rows.append({"corpus": kind, "engine": engine, "pages": pages, "seconds": round(wall, 2),
                              "pages_per_s": round(pages / wall, 2), "peak_rss_mib": round(rss),
                              "x_floor_time": round(wall / floor_wall, 2)})
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"workers={args.workers}, cpu={os.cpu_count()} cores")
+    print(f"workers={args.workers}, cpu={os.cpu_count()} cores; fixed cost (cold one-invoice run): {fixed:.2f} s")
     print("| corpus | engine | pages | s | pages/s | peak RSS MiB | time vs floor |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -215,16 +215,12 @@ def sql_cmd(
     import duckdb
 
     from docroute.pipelines.settings import load_settings
-    from docroute.pipelines.sink import DeltaSink
+    from docroute.pipelines.sink import sql_connection
 
-    sink = DeltaSink(out, "invoice", load_settings().storage_options)
-    con = duckdb.connect()
-    tables = sink.tables()
-    if not tables:
+    con = sql_connection(out, load_settings().storage_options)
+    if not con.sql("SHOW TABLES").fetchall():
         typer.secho(f"error: no Delta tables in {out}: run `docroute run ... --out {out}` first", fg="red", err=True)
         raise typer.Exit(2)
-    for name in tables:
-        con.register(name.rpartition("/")[2], sink.table(name).to_pyarrow_dataset())
     try:
         rel = con.sql(query)
     except duckdb.Error as exc:

@@ -315,6 +315,19 @@ def read_table(sink: DeltaSink, name: str, columns: list[str] | None = None) -> 
 
 
 VACUUM_HOURS = 7 * 24
+
+
+def sql_connection(out: str | Path, storage_options: dict[str, str] | None = None):
+    """A DuckDB connection with every table of ``out`` registered by name (``documents``, ``pages``,
+    ``elements``, ``runs``, and each ``extractions/<schema>`` as ``<schema>``), read through the Delta
+    logs as Arrow datasets: no DuckDB extension needed."""
+    import duckdb
+
+    sink = DeltaSink(out, "invoice", storage_options)
+    con = duckdb.connect()
+    for name in sink.tables():
+        con.register(name.rpartition("/")[2], sink.table(name).to_pyarrow_dataset())
+    return con
 TABLE_DIRS = ("documents", "pages", "elements", "runs")
 LOCK_FILE = ".docroute.lock"
 MANIFESTS = "_manifests"

@@ -1,4 +1,4 @@
-"""The CLI end to end on sample_docs/, read back with DuckDB; broken inputs; reruns; a SIGKILL mid-run."""
+"""The CLI end to end on sample_docs/, read back with DuckDB over the Delta tables; broken inputs; reruns; a SIGKILL mid-run."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
+from docroute.pipelines.sink import sql_connection
 from docroute.schemas.contract import DOCUMENTS, ELEMENTS, PAGES, RUNS, extraction_schema
 from docroute.schemas.targets import Invoice
 
@@ -24,16 +24,16 @@ TABLES = ["documents", "pages", "elements", "runs", "extractions/invoice"]
 
 
 def q(out: Path, sql: str) -> list[tuple]:
-    """Run SQL where {t} names are replaced by read_parquet over the output tables."""
+    """Run SQL where {t} names the output's Delta tables (registered as docroute sql does)."""
     for t in TABLES:
-        sql = sql.replace("{" + t + "}", f"read_parquet('{out}/{t}/**/*.parquet', union_by_name=true)")
-    return duckdb.sql(sql).fetchall()
+        sql = sql.replace("{" + t + "}", t.rpartition("/")[2])
+    return sql_connection(out).sql(sql).fetchall()
 
 
 def test_run_reports_summary_and_duckdb_query(sample_run):
     out, proc = sample_run
     assert "ok / partial / failed" in proc.stdout
-    assert "read_parquet(" in proc.stdout and "duckdb -c" in proc.stdout
+    assert "docroute sql" in proc.stdout
     assert "pages/s" in proc.stdout
     for name, case in EXPECTED.items():
         if case["status"] != "ok":
@@ -79,8 +79,7 @@ def test_pages_routes_and_text(sample_run):
 
 def test_invoice_extractions_match_expected_json(sample_run):
     out, _ = sample_run
-    con = duckdb.connect()
-    df = con.sql(f"SELECT * FROM read_parquet('{out}/extractions/invoice/*.parquet')").df()
+    df = sql_connection(out).sql("SELECT * FROM invoice").df()
     rows = {r["file_name"]: r for r in df.to_dict("records")}
     digital = ["invoice_ruled.pdf", "invoice_unruled.pdf", "invoice_two_page.pdf"]
     for name in digital:
@@ -112,10 +111,8 @@ def test_parquet_files_follow_the_contract(sample_run):
     out, _ = sample_run
     for name, schema in (("documents", DOCUMENTS), ("pages", PAGES), ("elements", ELEMENTS), ("runs", RUNS),
                          ("extractions/invoice", extraction_schema(Invoice))):
-        files = list((out / name).glob("*.parquet"))
-        assert files, name
-        for f in files:
-            assert pq.read_schema(f).remove_metadata().equals(schema), (name, f)
+        got = DeltaTable(out / name).to_pyarrow_dataset().schema.remove_metadata()
+        assert got.equals(schema), (name, got)
     types = dict(q(out, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {extractions/invoice})"))
     assert types["invoice_date"] == "DATE" and types["total"].startswith("DECIMAL")
     assert types["line_items"].startswith("STRUCT(") and types["line_items"].endswith("[]")
@@ -134,10 +131,11 @@ def test_elements_have_stable_addresses_and_boxes_in_points(sample_run):
 
 def test_rerun_writes_nothing_new(sample_run, prefect_api, tmp_path):
     out, _ = sample_run
-    snapshot = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet") if "runs" not in p.parts}
+    tables = [t for t in TABLES if t != "runs"]
+    versions = {t: DeltaTable(out / t).version() for t in tables}
     proc = cli(["run", str(SAMPLES), "--out", str(out)], api_url=prefect_api)
     assert proc.returncode == 0, proc.stderr
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet") if "runs" not in p.parts} == snapshot
+    assert {t: DeltaTable(out / t).version() for t in tables} == versions, "no new table version"
     assert f"{len(EXPECTED)}" in proc.stdout and "skipped" in proc.stdout
     runs = q(out, "SELECT counts['skipped'], counts['documents'] FROM {runs} ORDER BY started_at")
     assert runs[-1] == (len(EXPECTED), 0)
@@ -159,16 +157,17 @@ def test_sigkill_midway_then_rerun_keeps_each_document_once(prefect_api, tmp_pat
             data = (SAMPLES / name).read_bytes() + f"\n% copy {i}\n".encode()
             (corpus / f"{i:02d}_{name}").write_bytes(data)
     out = tmp_path / "out"
+    small_batches = {"DOCROUTE_COMMIT_EVERY_DOCUMENTS": "2"}
     proc = cli(["run", str(corpus), "--out", str(out), "--workers", "2"], api_url=prefect_api,
-               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, extra_env=small_batches)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list((out / "documents").glob("*.parquet"))) < 3:
+    while time.monotonic() < deadline and _documents(out) < 3:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    committed = len(list((out / "documents").glob("*.parquet")))
+    committed = _documents(out)
     assert 3 <= committed < 16, "the kill landed mid-run"
-    rerun = cli(["run", str(corpus), "--out", str(out), "--workers", "2"], api_url=prefect_api)
+    rerun = cli(["run", str(corpus), "--out", str(out), "--workers", "2"], api_url=prefect_api, extra_env=small_batches)
     assert rerun.returncode == 0, rerun.stderr
     for table in ("documents", "extractions/invoice"):
         n, distinct = q(out, f"SELECT count(*), count(DISTINCT doc_id) FROM {{{table}}}")[0]
@@ -217,3 +216,10 @@ def test_unstructured_parser_end_to_end(prefect_api, tmp_path):
     # fields and routing come from the page reading, whatever the element engine
     number = q(out, "SELECT invoice_number FROM {extractions/invoice} WHERE file_name = 'invoice_ruled.pdf'")
     assert number == [(EXPECTED["invoice_ruled.pdf"]["invoice"]["invoice_number"],)]
+
+
+def _documents(out: Path) -> int:
+    try:
+        return DeltaTable(out / "documents").to_pyarrow_dataset().count_rows()
+    except Exception:  # no table yet
+        return 0

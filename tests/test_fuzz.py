@@ -21,7 +21,7 @@ from test_hostile import _encrypted, _one_page, raw_pdf
 from docroute.flows.isolation import run_in_worker, worker_pool
 from docroute.pipelines.ingest import ingest
 from docroute.pipelines.settings import Settings
-from docroute.pipelines.sink import ParquetSink
+from docroute.pipelines.sink import DeltaSink
 
 from conftest import SAMPLES, committed
 
@@ -69,7 +69,7 @@ def test_mutated_pdfs_always_give_one_clean_row(tmp_path, fault_record):
     passwords.write_text("fuzz\n")
     cfg = Settings(workers=1, document_timeout_s=20, worker_memory_mb=1024, max_pages=50, ocr_timeout_s=10,
                    password_file=passwords)
-    sink = ParquetSink(tmp_path / "out", "invoice")
+    sink = DeltaSink(tmp_path / "out", "invoice")
     seen = {"examples": 0, "ok": 0, "partial": 0, "failed": 0}
     tried: set[str] = set()
 

@@ -17,13 +17,13 @@ import sys
 import zlib
 from pathlib import Path
 
-import duckdb
 import pymupdf
 import pytest
 
 from docroute.pipelines import ingest
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
+from docroute.pipelines.sink import sql_connection
 
 from conftest import SAMPLES, cli, committed, file_permissions_apply
 
@@ -248,8 +248,10 @@ def test_hostile_corpus_through_the_cli(prefect_api, tmp_path, monkeypatch, faul
 
     def rows(sql: str) -> list[tuple]:
         for t in ("documents", "pages", "elements"):
-            sql = sql.replace("{" + t + "}", f"read_parquet('{out}/{t}/*.parquet', union_by_name=true)")
-        return duckdb.sql(sql).fetchall()
+            sql = sql.replace("{" + t + "}", t)
+        return con.sql(sql).fetchall()
+
+    con = sql_connection(out)
 
     docs = rows("SELECT file_name, status, error, n_pages, source_path, doc_id FROM {documents}")
     by_name = {r[0]: r for r in docs}

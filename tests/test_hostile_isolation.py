@@ -16,7 +16,7 @@ from pathlib import Path
 from docroute.flows.isolation import run_in_worker, worker_pool
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
-from docroute.pipelines.sink import ParquetSink
+from docroute.pipelines.sink import DeltaSink
 
 from conftest import SAMPLES, committed
 
@@ -47,7 +47,7 @@ def worker_pid(path: Path, settings: Settings, context=None) -> int:
 def test_crash_hang_and_balloon_become_failed_rows_and_the_pool_goes_on(tmp_path, fault_record):
     settings = Settings(workers=1, document_timeout_s=3, worker_memory_mb=256)
     doc = SAMPLES / "invoice_ruled.pdf"
-    sink = ParquetSink(tmp_path / "out", "invoice")
+    sink = DeltaSink(tmp_path / "out", "invoice")
     # one doc_id per document given to the pool; the last one the real parser reads: its own sha256
     ids = [f"{i:064x}" for i in range(4)] + [sha256(doc.read_bytes()).hexdigest()]
     kills = 0
@@ -90,7 +90,7 @@ def test_crash_hang_and_balloon_become_failed_rows_and_the_pool_goes_on(tmp_path
 def test_a_real_parse_over_the_memory_limit_is_a_failed_row_that_says_so(tmp_path, fault_record):
     """MuPDF under a tiny limit: its malloc fails and the row says out of memory, nothing crashes."""
     settings = Settings(workers=1, worker_memory_mb=8, document_timeout_s=60)
-    sink = ParquetSink(tmp_path / "out", "invoice")
+    sink = DeltaSink(tmp_path / "out", "invoice")
     docs = [SAMPLES / "invoice_photo.png", SAMPLES / "broken_empty.pdf"]
     ids = [sha256(d.read_bytes()).hexdigest() for d in docs]
     with worker_pool(1, settings.worker_memory_mb):

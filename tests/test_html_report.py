@@ -6,8 +6,9 @@ import re
 import shutil
 import subprocess
 
-import duckdb
 import pytest
+
+from docroute.pipelines.sink import sql_connection
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -21,7 +22,7 @@ def test_run_report_renders_in_chromium(sample_run, tmp_path):
     assert len(reports) >= 1 and "report" in proc.stdout
     report = min(reports)  # the first run of the session's output
     run_id = report.stem
-    counts = dict(duckdb.sql(f"SELECT counts FROM read_parquet('{out}/runs/{run_id}.parquet')").fetchall()[0][0])
+    counts = dict(sql_connection(out).sql(f"SELECT counts FROM runs WHERE run_id = '{run_id}'").fetchall()[0][0])
     common = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*common, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]

@@ -12,7 +12,7 @@ from docroute.pipelines import pii
 from docroute.pipelines.process import process_document
 from docroute.pipelines.redact import RedactOptions, redact
 from docroute.pipelines.settings import Settings
-from docroute.pipelines.sink import ParquetSink, read_tables
+from docroute.pipelines.sink import DeltaSink, read_tables
 
 PII = {
     "email": ["jane.doe+billing@example.co.uk", "ap@muller-schmidt.de"],
@@ -83,7 +83,7 @@ def test_redaction_covers_everything_written_and_is_recorded(tmp_path):
     result = process_document(src, Settings(workers=1, redact=("email", "phone", "iban", "card", "ssn")))
     assert result.status == "ok"
     out = tmp_path / "out"
-    ParquetSink(out, "invoice").write(result, "r1")
+    DeltaSink(out, "invoice").write(result, "r1")
     written = json.dumps({k: v.to_dict("records") for k, v in read_tables(out).items()}, default=str)
     for secret in SECRETS:
         assert secret not in written, secret

@@ -3,11 +3,9 @@ tables, from the layout or the VLM, are one typed value that the sink writes as 
 
 from __future__ import annotations
 
-import duckdb
-
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
-from docroute.pipelines.sink import ParquetSink, element_rows
+from docroute.pipelines.sink import DeltaSink, element_rows, sql_connection
 from docroute.schemas import Extraction
 from docroute.schemas.targets import ChartData, Series, Table, TableCell
 
@@ -23,14 +21,14 @@ def test_region_targets_are_written_beside_the_main_schema(tmp_path):
     extras = tuple(Extraction(schema_name=t.schema_name, schema_version=t.schema_version, data=t.model_dump(),
                               model="tiny") for t in (table, table, chart))
     result = result.model_copy(update={"extractions": result.extractions + extras})
-    ParquetSink(tmp_path, "invoice").write(result, "run-1")
-    con = duckdb.connect()
-    rows = con.sql(f"SELECT doc_id, n_cols, cells FROM read_parquet('{tmp_path}/extractions/table/*.parquet')").fetchall()
+    DeltaSink(tmp_path, "invoice").write(result, "run-1")
+    con = sql_connection(tmp_path)
+    rows = con.sql("SELECT doc_id, n_cols, cells FROM \"table\"").fetchall()
     assert len(rows) == 2 and rows[0][0] == result.document.doc_id and rows[0][1] == 2
     assert rows[0][2][0]["col_span"] == 2 and rows[0][2][0]["text"] == "Region"
-    series = con.sql(f"SELECT series FROM read_parquet('{tmp_path}/extractions/chart/*.parquet')").fetchall()[0][0]
+    series = con.sql("SELECT series FROM chart").fetchall()[0][0]
     assert series[0]["values"] == [3.5]
-    assert con.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/extractions/invoice/*.parquet')").fetchall() == [(1,)]
+    assert con.sql("SELECT count(*) FROM invoice").fetchall() == [(1,)]
 
 
 def test_the_layout_table_is_typed_cells_and_the_sink_writes_their_html():
