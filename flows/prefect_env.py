@@ -26,10 +26,17 @@ def apply() -> None:
 
 
 def api_url_configured() -> bool:
-    """Whether a Prefect API is configured: PREFECT_API_URL in the environment or in the active Prefect
-    profile (read from the profiles file, without importing Prefect, which takes seconds)."""
+    """Whether a Prefect API is configured: PREFECT_API_URL in the environment, in Prefect's settings when
+    this process loaded them already, or in the active Prefect profile (read from the profiles file:
+    importing Prefect to ask takes seconds)."""
     if os.environ.get("PREFECT_API_URL"):
         return True
+    import sys
+
+    if "prefect.settings" in sys.modules:  # already loaded (in-process settings, a test harness): ask it
+        from prefect.settings import PREFECT_API_URL
+
+        return bool(PREFECT_API_URL.value())
     import tomllib
     from pathlib import Path
 

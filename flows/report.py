@@ -61,10 +61,8 @@ def print_summary(console: Console, summary: RunSummary, out: Path) -> None:
     for run in summary.interrupted:
         table.add_row(f"  resumed interrupted run {run['run_id']}",
                       f"{run['committed']} of {run['planned']} had been committed")
-    recovered = summary.recovered
-    if any(recovered.values()):
-        table.add_row("  cleaned up after it", f"{recovered.get('recovered_orphan_parts', 0)} uncommitted part files, "
-                      f"{recovered.get('recovered_tmp_files', 0)} temporary files")
+    if summary.recovered.get("compacted_tables"):
+        table.add_row("tables compacted (too many files)", str(summary.recovered["compacted_tables"]))
     table.add_row("pages", str(totals.pages))
     table.add_row("  layout route / vlm route", f"{totals.pages_layout} / {totals.pages_vlm}")
     for reason, n in sorted(totals.reasons.items()):

@@ -77,6 +77,40 @@ def test_pages_routes_and_text(sample_run):
                 assert s in text, (name, s)
 
 
+def test_the_printed_query_runs_offline_and_exits_cleanly(sample_run, prefect_api, tmp_path):
+    """The `docroute sql` line the summary prints works as printed (no DuckDB extension, no network), and
+    its process exits 0 every time (deltalake's to_pyarrow_table can abort a process at exit: not used)."""
+    out, proc = sample_run
+    line = next(ln.strip() for ln in proc.stdout.splitlines() if ln.strip().startswith("docroute sql"))
+    query = line.split('"')[1]
+    for _ in range(3):
+        got = cli(["sql", str(out), query, "--format", "csv"], api_url=prefect_api)
+        assert got.returncode == 0, got.stderr[-2000:]
+    header, *rows = got.stdout.strip().splitlines()
+    assert header.startswith("file_name,invoice_number")
+    assert len(rows) == sum(1 for e in EXPECTED.values() if e["status"] != "failed")
+    assert any(r.startswith("invoice_ruled.pdf,INV-2024-0042") for r in rows), rows
+
+
+def test_compact_merges_files_and_keeps_every_row(sample_run, prefect_api, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(sample_run[0], out)
+    before = {t: len(q(out, f"SELECT * FROM {{{t}}}")) for t in TABLES}
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for i in range(3):  # three more runs: three more files in each table
+        (extra / f"{i}.pdf").write_bytes((SAMPLES / "plain_text.pdf").read_bytes() + f"\n% {i}\n".encode())
+        assert cli(["run", str(extra), "--out", str(out), "--workers", "1"], api_url=prefect_api).returncode == 0
+    files = DeltaTable(out / "pages").file_uris()
+    assert len(files) >= 4
+    proc = cli(["compact", str(out), "--retain-days", "0"], api_url=prefect_api)
+    assert proc.returncode == 0, proc.stderr
+    assert len(DeltaTable(out / "pages").file_uris()) == 1 and "pages:" in proc.stdout
+    assert not [f for f in files if Path(f.removeprefix("file://")).exists()], "vacuumed"
+    after = {t: len(q(out, f"SELECT * FROM {{{t}}}")) for t in TABLES}
+    assert after["documents"] == before["documents"] + 3 and after["runs"] == before["runs"] + 3
+
+
 def test_invoice_extractions_match_expected_json(sample_run):
     out, _ = sample_run
     df = sql_connection(out).sql("SELECT * FROM invoice").df()

@@ -32,3 +32,35 @@ def test_flow_runs_one_task_per_document_and_records_the_run(prefect_api, tmp_pa
     names = [t.name for t in tasks]
     assert len(names) == 3 and all(n.startswith("process-document") for n in names)
     assert all(t.state.is_completed() for t in tasks), "a bad document is a failed row, not a failed task"
+    assert summary.orchestrator.startswith("prefect") and summary.run["config"]["orchestrator"] == summary.orchestrator
+
+
+def test_without_a_prefect_api_the_same_run_goes_direct_in_batches(tmp_path):
+    """No Prefect API: the run body runs on a thread pool, starts no server and writes the same rows;
+    documents are committed in batches of commit_every_documents (the journal names each batch)."""
+    import json
+    import subprocess
+    import sys
+
+    from docroute.pipelines.sink import DeltaSink, read_table
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("invoice_ruled.pdf", "invoice_unruled.pdf", "invoice_two_page.pdf", "broken_empty.pdf",
+                 "plain_text.pdf"):
+        shutil.copy(SAMPLES / name, folder / name)
+    out = tmp_path / "out"
+    code = ("import json, sys; from docroute.flows.core import run_extract; from docroute.pipelines.settings import "
+            "Settings; s = run_extract(sys.argv[1], sys.argv[2], Settings(workers=2, commit_every_documents=2)); "
+            "print(json.dumps([s.orchestrator, s.totals.documents, 'prefect' in sys.modules]))")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_API")}
+    proc = subprocess.run([sys.executable, "-c", code, str(folder), str(out)], capture_output=True, text=True,
+                          env=env | {"PREFECT_HOME": str(tmp_path / "prefect-home")}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    orchestrator, documents, prefect_loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert orchestrator.startswith("direct") and documents == 5 and not prefect_loaded
+    docs = read_table(DeltaSink(out, "invoice"), "documents").to_pylist()
+    assert sorted(d["file_name"] for d in docs) == sorted(p.name for p in folder.iterdir())
+    batches = [json.loads(line)["batch"] for p in (out / "_manifests").glob("*.commits.jsonl")
+               for line in p.read_text().splitlines()]
+    assert sorted(batches) == [1, 1, 2, 2, 3], "five documents in batches of two, the rest at the end"
