@@ -85,9 +85,16 @@ def print_summary(console: Console, summary: RunSummary, out: Path) -> None:
     columns = "file_name, invoice_number, invoice_date, total, currency, needs_review" if schema == "invoice" else "*"
     console.print("\nQuery the results (DuckDB over the Delta tables, offline):")
     console.print(
-        f"  docroute sql {out} \"SELECT {columns} FROM {schema}\"",
+        f"  {_docroute()} sql {out} \"SELECT {columns} FROM {schema}\"",
         markup=False, highlight=False, soft_wrap=True,
     )
+
+
+def _docroute() -> str:
+    """The docroute command as this one was started (``.venv/bin/docroute`` under make), else ``docroute``."""
+    import sys
+
+    return sys.argv[0] if Path(sys.argv[0]).name == "docroute" else "docroute"
 
 
 def print_eval(console: Console, report) -> None:

@@ -39,8 +39,9 @@ ROWS = {
         "test_hostile_isolation.py", "a real parse out of memory (8 MB worker limit), then a small document "
         "in the same pool"),
     "test_crash_at_every_sink_step_then_rerun_gives_each_document_once": (
-        "test_exactly_once.py", "the sink aborted at every file-system step (before, with the temporary file "
-        "written, after each write, rename and un-commit) of a first write and of a `--force` rewrite, then rerun"),
+        "test_exactly_once.py", "the sink aborted at every Delta commit (before it, with its data file written "
+        "but not logged, after it; each table of each batch, and the un-commit of a rewrite) of a first write and "
+        "of a `--force` rewrite, then rerun"),
     "test_sigkill_at_random_moments_then_rerun": (
         "test_exactly_once.py", "`docroute run` SIGKILLed as a process group at seeded random moments (start-up, "
         "planning, parsing, writing, after the last commit), 5 times in a row, then rerun; a second run during "

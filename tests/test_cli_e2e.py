@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -81,7 +82,8 @@ def test_the_printed_query_runs_offline_and_exits_cleanly(sample_run, prefect_ap
     """The `docroute sql` line the summary prints works as printed (no DuckDB extension, no network), and
     its process exits 0 every time (deltalake's to_pyarrow_table can abort a process at exit: not used)."""
     out, proc = sample_run
-    line = next(ln.strip() for ln in proc.stdout.splitlines() if ln.strip().startswith("docroute sql"))
+    line = next(ln.strip() for ln in proc.stdout.splitlines() if "docroute sql " in ln)
+    assert line.startswith(str(Path(sys.executable).with_name("docroute"))), "the command as it was started"
     query = line.split('"')[1]
     for _ in range(3):
         got = cli(["sql", str(out), query, "--format", "csv"], api_url=prefect_api)
