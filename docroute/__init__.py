@@ -1,4 +1,4 @@
-"""docroute: documents in, typed and validated Parquet out.
+"""docroute: documents in, typed and validated Delta Lake tables out.
 
 The packages live in the repository's top-level folders (schemas/, extractors/, pipelines/, flows/)
 and are installed as ``docroute.schemas`` and so on.
@@ -11,7 +11,8 @@ PIPELINE_VERSION = "0.1.0"
 
 
 def read(out: str):
-    """Return the output tables of a run folder as a dict of pandas DataFrames."""
+    """Return the output tables of a run folder (or deltalake URI) as a dict of pandas DataFrames, read
+    through each Delta table's log: documents, pages, elements, runs, extractions/<schema>."""
     from docroute.pipelines.sink import read_tables
 
     return read_tables(out)
