@@ -115,6 +115,7 @@ class Batcher:
         self.pending: list[Finished] = []
         self.number = 0
         self.last = time.monotonic()
+        self.commit_s = 0.0  # time spent committing (the run's counts record it as commit_ms)
 
     def add(self, done: Finished) -> None:
         self.pending.append(done)
@@ -124,7 +125,9 @@ class Batcher:
     def flush(self) -> None:
         if self.pending:
             self.number += 1
+            t0 = time.perf_counter()
             self.sink.commit([d.staged for d in self.pending], self.run_id, self.number)
+            self.commit_s += time.perf_counter() - t0
             for d in self.pending:
                 self.manifest.commit(d.summary.doc_id, d.summary.status, worker=d.summary.worker,
                                      batch=self.number)
@@ -151,7 +154,7 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
     t0 = time.perf_counter()
     out_path = Path(out)
     sink = DeltaSink(out, settings.schema_name, settings.storage_options)
-    recovered: dict[str, int] = {}
+    maintenance: dict[str, int] = {}  # batches, commit time, tables compacted
     interrupted = RunManifest.interrupted(out_path)
     the_plan = plan(input, sink.committed(), force=settings.force, retry_failed=retry_failed,
                     pipeline_version=PIPELINE_VERSION, schema_name=sink.schema.schema_name,
@@ -163,7 +166,7 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
                    schema=f"{sink.schema.schema_name}@{sink.schema.schema_version}", discovered=the_plan.discovered,
                    planned=[{"doc_id": i.doc_id, "path": display_path(i.path)} for i in the_plan.todo],
                    skipped=len(the_plan.skipped), stale_schema=len(the_plan.stale_schema),
-                   duplicates=len(the_plan.duplicates), resumes=[r["run_id"] for r in interrupted], recovered=recovered)
+                   duplicates=len(the_plan.duplicates), resumes=[r["run_id"] for r in interrupted])
     progress.emit(progress.Planned(todo=len(the_plan.todo), skipped=len(the_plan.skipped),
                                    duplicates=len(the_plan.duplicates), run_id=run_id))
     totals = RunTotals(skipped=len(the_plan.skipped), duplicates=len(the_plan.duplicates),
@@ -185,12 +188,13 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
                 totals.add(done.summary)
                 progress.emit(done.summary)
             batcher.flush()
-        recovered |= _compact(sink, settings)
+            maintenance |= {"batches": batcher.number, "commit_ms": round(batcher.commit_s * 1000)}
+        maintenance |= _compact(sink, settings)
     elapsed = time.perf_counter() - t0
     run = {
         "run_id": run_id, "started_at": started, "finished_at": datetime.now(UTC), "input": input,
         "output": str(out_path.resolve()), "config": settings.model_dump(mode="json") | {"orchestrator": mode},
-        "counts": totals.counts() | recovered | {"resumed_runs": len(interrupted)}, "versions": _versions(),
+        "counts": totals.counts() | maintenance | {"resumed_runs": len(interrupted)}, "versions": _versions(),
     }
     sink.write_run(run)
     manifest.finish(finished_at=run["finished_at"], counts=run["counts"])
@@ -200,7 +204,7 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
         print(_one_line(run_id, totals, report, time.perf_counter() - t0), file=sys.stderr, flush=True)
     return RunSummary(run=run, totals=totals, report=str(report), schema=sink.schema.schema_name,
                       schema_version=sink.schema.schema_version, elapsed_s=elapsed, vlm=vlm,
-                      interrupted=tuple(interrupted), recovered=recovered, orchestrator=mode)
+                      interrupted=tuple(interrupted), maintenance=maintenance, orchestrator=mode)
 
 
 def _compact(sink: DeltaSink, settings: Settings) -> dict[str, int]:

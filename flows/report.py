@@ -61,8 +61,8 @@ def print_summary(console: Console, summary: RunSummary, out: Path) -> None:
     for run in summary.interrupted:
         table.add_row(f"  resumed interrupted run {run['run_id']}",
                       f"{run['committed']} of {run['planned']} had been committed")
-    if summary.recovered.get("compacted_tables"):
-        table.add_row("tables compacted (too many files)", str(summary.recovered["compacted_tables"]))
+    if summary.maintenance.get("compacted_tables"):
+        table.add_row("tables compacted (too many files)", str(summary.maintenance["compacted_tables"]))
     table.add_row("pages", str(totals.pages))
     table.add_row("  layout route / vlm route", f"{totals.pages_layout} / {totals.pages_vlm}")
     for reason, n in sorted(totals.reasons.items()):

@@ -181,7 +181,7 @@ class RunSummary:
     elapsed_s: float
     vlm: str  # which VLM answered: "none (why)", or the backend and the model(s)
     interrupted: tuple[dict, ...] = ()  # earlier runs this one resumed
-    recovered: dict = field(default_factory=dict)  # table maintenance done (tables compacted)
+    maintenance: dict = field(default_factory=dict)  # batches, commit_ms, compacted_tables
     orchestrator: str = ""  # what scheduled the document tasks: direct (no Prefect server) or prefect
 
     @property
