@@ -6,8 +6,8 @@ docroute does not deduplicate it) and runs, each in its own process tree with th
 - docroute: the real ``docroute run`` CLI (worker processes, Delta tables out; without a Prefect API it
   runs without Prefect). Reported as wall time, the run's own processing time, the fixed cost (wall of
   a one-invoice run from a cold CLI) and the marginal cost ((wall - fixed) against the floor's time).
-- floor: raw PyMuPDF text extraction (digital) / PyMuPDF render + tesseract (scans) over the same
-  files: what the engines underneath cost with nothing else.
+- floor: PyMuPDF words, drawings and ruled tables (digital) / PyMuPDF render + tesseract (scans) over
+  the same files in one pool of the same size: what the engines underneath cost with nothing else.
 - unstructured: ``partition_pdf`` with strategy fast (digital) / ocr_only (scans), a peer.
 
 Peak RSS is the largest sum of RSS over the process tree, sampled every 50 ms.
@@ -51,8 +51,8 @@ import pymupdf
 def one(path):
     doc = pymupdf.open(path); n = 0
     for page in doc:
-        if page.get_text().strip():
-            page.get_text("words")
+        if page.get_text().strip():  # what a digital page needs at least: words, drawings, ruled tables
+            page.get_text("words"); page.get_drawings(); page.find_tables()
         else:
             import pytesseract
             pix = page.get_pixmap(dpi=200, colorspace=pymupdf.csGRAY)
@@ -192,7 +192,8 @@ def main() -> None:
             floor_wall, floor_rss, _ = measure([sys.executable, "-c", FLOOR, str(args.workers), *names])
             uns_wall, uns_rss, _ = measure([sys.executable, "-c", UNSTRUCTURED, str(args.workers), *names])
             measured = [
-                ("floor (PyMuPDF" + (" + tesseract)" if kind == "scanned" else " text)"), floor_wall, floor_rss),
+                ("floor (PyMuPDF" + (" + tesseract)" if kind == "scanned" else " words, drawings, tables)"), floor_wall,
+                 floor_rss),
                 ("unstructured " + ("ocr_only" if kind == "scanned" else "fast"), uns_wall, uns_rss),
             ]
             for runner in ("threads", "dask") if args.dask else ("threads",):

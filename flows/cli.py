@@ -246,7 +246,9 @@ def compact_cmd(
     from docroute.pipelines.sink import DeltaSink, OutputLocked, is_uri, output_lock
 
     sink = DeltaSink(out, "invoice", load_settings().storage_options)
-    lock = output_lock(Path(out), f"compact-{os.getpid()}", "compact") if not is_uri(out) else _nothing()
+    import contextlib
+
+    lock = contextlib.nullcontext() if is_uri(out) else output_lock(Path(out), f"compact-{os.getpid()}", "compact")
     try:
         with lock:
             for name in sink.tables():
@@ -257,12 +259,6 @@ def compact_cmd(
     except OutputLocked as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(75) from exc
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 app.command("inspect")(inspect_command)  # docroute inspect FILE [--page N] [--out PNG] (flows/inspector.py)
