@@ -130,8 +130,8 @@ def run_docroute(corpus: Path, out: Path, workers: int, runner: str = "threads")
 
     runs = max(read_table(DeltaSink(out, "invoice"), "runs").to_pylist(), key=lambda r: r["started_at"])
     flow_s = (runs["finished_at"] - runs["started_at"]).total_seconds()
-    pages = dict(runs["counts"])["pages"]
-    return {"wall": wall, "flow": flow_s, "rss": rss, "pages": pages}
+    counts = dict(runs["counts"])
+    return {"wall": wall, "flow": flow_s, "rss": rss, "pages": counts["pages"], "counts": counts}
 
 
 def fixed_cost(work: Path, workers: int) -> float:
@@ -160,7 +160,8 @@ def scale(n: int, workers: int, work: Path) -> None:
     duck = time.perf_counter() - t0
     print(f"scale: {n} one-page invoices, workers={workers}, cpu={os.cpu_count()} cores")
     print(f"  wall {d['wall']:.1f} s, run {d['flow']:.1f} s, {d['pages'] / d['wall']:.2f} pages/s (wall), "
-          f"peak RSS {d['rss']:.0f} MiB")
+          f"peak RSS {d['rss']:.0f} MiB; {d['counts'].get('batches')} commit batches, "
+          f"{d['counts'].get('commit_ms', 0) / 1000:.1f} s committing")
     print(f"  live data files per table: {files}")
     print(f"  DuckDB: read every invoice row ({rows[0]} rows, {rows[1]} distinct doc_id) in {duck:.3f} s")
 

@@ -37,7 +37,8 @@ def test_flow_runs_one_task_per_document_and_records_the_run(prefect_api, tmp_pa
 
 def test_without_a_prefect_api_the_same_run_goes_direct_in_batches(tmp_path):
     """No Prefect API: the run body runs on a thread pool, starts no server and writes the same rows;
-    documents are committed in batches of commit_every_documents (the journal names each batch)."""
+    documents are committed in batches of commit_every_documents (the journal names each batch), and
+    a table with more live files than compact_files is compacted at the end."""
     import json
     import subprocess
     import sys
@@ -51,16 +52,22 @@ def test_without_a_prefect_api_the_same_run_goes_direct_in_batches(tmp_path):
         shutil.copy(SAMPLES / name, folder / name)
     out = tmp_path / "out"
     code = ("import json, sys; from docroute.flows.core import run_extract; from docroute.pipelines.settings import "
-            "Settings; s = run_extract(sys.argv[1], sys.argv[2], Settings(workers=2, commit_every_documents=2)); "
-            "print(json.dumps([s.orchestrator, s.totals.documents, 'prefect' in sys.modules]))")
+            "Settings; s = run_extract(sys.argv[1], sys.argv[2], Settings(workers=2, commit_every_documents=2, "
+            "compact_files=2)); print(json.dumps([s.orchestrator, s.totals.documents, 'prefect' in sys.modules, "
+            "s.maintenance]))")
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_API")}
     proc = subprocess.run([sys.executable, "-c", code, str(folder), str(out)], capture_output=True, text=True,
                           env=env | {"PREFECT_HOME": str(tmp_path / "prefect-home")}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    orchestrator, documents, prefect_loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    orchestrator, documents, prefect_loaded, maintenance = json.loads(proc.stdout.strip().splitlines()[-1])
     assert orchestrator.startswith("direct") and documents == 5 and not prefect_loaded
     docs = read_table(DeltaSink(out, "invoice"), "documents").to_pylist()
     assert sorted(d["file_name"] for d in docs) == sorted(p.name for p in folder.iterdir())
     batches = [json.loads(line)["batch"] for p in (out / "_manifests").glob("*.commits.jsonl")
                for line in p.read_text().splitlines()]
     assert sorted(batches) == [1, 1, 2, 2, 3], "five documents in batches of two, the rest at the end"
+    # three batches made three files per table, past compact_files=2: the run compacted them
+    sink = DeltaSink(out, "invoice")
+    assert maintenance["batches"] == 3 and maintenance["compacted_tables"] == 4, maintenance
+    assert {n: sink.live_files(n) for n in ("documents", "pages", "elements", "extractions/invoice")} == dict.fromkeys(
+        ("documents", "pages", "elements", "extractions/invoice"), 1)
