@@ -8,12 +8,14 @@ supports (``s3://``, ``az://``, ``gs://``, with ``storage_options``).
 A run stages each finished document's rows (:meth:`DeltaSink.stage`, Arrow tables built against the
 contract) and commits them in batches (:meth:`DeltaSink.commit`): one transaction per table, the part
 tables first and ``documents`` last, so a document counts as done only once its documents row is in.
-Every commit replaces the batch's documents' rows (an overwrite with a ``doc_id IN (...)`` predicate:
-the old rows of a reprocessed document go in the same transaction as its new ones; its documents row
-is deleted first, so until the batch's last commit it is not done), so a replayed or rerun batch
-changes nothing and a run killed between two commits of a batch, then rerun, leaves each
-document exactly once in every table. Each commit also records a Delta application transaction
-(``docroute:<run_id>``, version = batch number): a batch the log already holds is skipped.
+Every commit replaces the batch's documents' rows where the table has any: an overwrite with a
+``doc_id IN (...)`` predicate (the old rows of a reprocessed document, or those a killed run left,
+go in the same transaction as the new ones), else a plain append (the sink reads each table's doc_ids
+once, then keeps them). A reprocessed document's documents row is deleted first, so until its batch's
+last commit it is not done. So a replayed or rerun batch changes nothing, and a run killed between
+two commits of a batch, then rerun, leaves each document exactly once in every table. Each commit
+also records a Delta application transaction (``docroute:<run_id>``, version = batch number): a
+batch the log already holds is skipped.
 
 Around that: :func:`output_lock` refuses a second run on the same output folder while one runs (an
 ``flock`` on ``OUT/.docroute.lock``, released by the kernel when its holder dies, however it dies),
@@ -154,6 +156,7 @@ class DeltaSink:
         self.extraction_table = f"extractions/{self.schema.schema_name}"
         self.extraction_arrow = extraction_schema(self.schema)
         self._batch = 0
+        self._ids: dict[str, set[str]] = {}
 
     def uri(self, table: str) -> str:
         return f"{self.out}/{table}" if isinstance(self.out, str) else str(self.out / table)
@@ -203,14 +206,28 @@ class DeltaSink:
             schema = parts[0].schema if parts else self.extraction_arrow
             data = pa.concat_tables(parts) if parts else schema.empty_table()
             keep = " AND row_version = 1" if name.startswith("extractions/") else ""
-            if self._commit(name, data, _in("doc_id", ids) + keep, run_id, number):
+            present = self._present(name)
+            # rows of these documents in the table (a rewrite, or what a killed run left): replace them;
+            # none: a plain append, which need not scan the table
+            predicate = _in("doc_id", ids) + keep if present.intersection(ids) else None
+            if self._commit(name, data, predicate, run_id, number):
                 written.append(name)
+            present.update(ids)
         return written
 
     def write(self, result: DocumentResult, run_id: str) -> None:
         """Stage and commit one document as a batch of its own (tests, tools)."""
         self._batch += 1
         self.commit([self.stage(result, run_id)], run_id, self._batch)
+
+    def _present(self, name: str) -> set[str]:
+        """The doc_ids with rows in table ``name``: read once, then kept up to date by this sink's commits
+        (only one writer holds the output)."""
+        if name not in self._ids:
+            dt = self.table(name)
+            self._ids[name] = set() if dt is None else set(
+                dt.to_pyarrow_dataset().to_table(columns=["doc_id"])["doc_id"].to_pylist())
+        return self._ids[name]
 
     def _committed_among(self, ids: list[str]) -> list[str]:
         dt = self.table("documents")
@@ -222,14 +239,15 @@ class DeltaSink:
     def _uncommit(self, predicate: str) -> None:
         self.table("documents").delete(predicate)
 
-    def _commit(self, name: str, data: pa.Table, predicate: str, run_id: str, number: int) -> bool:
+    def _commit(self, name: str, data: pa.Table, predicate: str | None, run_id: str, number: int) -> bool:
         app = f"docroute:{run_id}"
         dt = self.table(name)
         if dt is not None and (dt.transaction_version(app) or 0) >= number:
             return False  # this batch is in the log already: a replay changes nothing
         props = CommitProperties(app_transactions=[Transaction(app_id=app, version=number)])
-        if dt is None:
-            write_deltalake(self.uri(name), data, mode="append", storage_options=self.storage_options,
+        if dt is None or predicate is None:
+            write_deltalake(dt if dt is not None else self.uri(name), data, mode="append", schema_mode="merge",
+                            storage_options=None if dt is not None else self.storage_options,
                             commit_properties=props)
         else:
             write_deltalake(dt, data, mode="overwrite", predicate=predicate, schema_mode="merge",
