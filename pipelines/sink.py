@@ -230,7 +230,7 @@ class DeltaSink:
         return self._ids[name]
 
     def _committed_among(self, ids: list[str]) -> list[str]:
-        dt = self.table("documents")
+        dt = self.table("documents") if self._present("documents").intersection(ids) else None
         if dt is None:
             return []
         found = dt.to_pyarrow_dataset().to_table(columns=["doc_id"], filter=pc.field("doc_id").isin(ids))
