@@ -57,7 +57,7 @@ def run(
 
     from docroute.flows.report import ProgressView, print_summary
     from docroute.pipelines.ingest import InputError
-    from docroute.pipelines.sink import OutputLocked
+    from docroute.pipelines.runlog import OutputLocked
 
     if redact is not None and redact.strip().lower() == "all":
         from docroute.pipelines.pii import KINDS
@@ -170,7 +170,7 @@ def review_cmd(
             typer.echo(f"{len(items)} field(s) to review written to {export / 'review.csv'} and review.jsonl, "
                        f"crops in {export / 'crops'}; fill correct_value and run --apply")
         else:
-            from docroute.pipelines.sink import OutputLocked, output_lock
+            from docroute.pipelines.runlog import OutputLocked, output_lock
 
             try:
                 with output_lock(out, f"review-{os.getpid()}", str(apply)):  # never beside a running run
@@ -242,8 +242,9 @@ def compact_cmd(
                                                "history (older unreferenced files are deleted)")] = 7,
 ) -> None:
     """Merge each table's small files (OPTIMIZE), then vacuum files no version within --retain-days needs."""
+    from docroute.pipelines.runlog import OutputLocked, output_lock
     from docroute.pipelines.settings import load_settings
-    from docroute.pipelines.sink import DeltaSink, OutputLocked, is_uri, output_lock
+    from docroute.pipelines.sink import DeltaSink, is_uri
 
     sink = DeltaSink(out, "invoice", load_settings().storage_options)
     import contextlib

@@ -9,8 +9,8 @@ embedded server start). :func:`run_extract` picks one. This module never imports
 Tasks return each document's rows staged as Arrow tables; the run commits them to the Delta tables in
 batches (``Batcher``: every ``commit_every_documents`` documents or ``commit_every_s`` seconds, the rest
 at the end; one transaction per table, documents last, each idempotent), then compacts a table whose
-live files passed ``compact_files``. A run holds the output folder's lock (``sink.output_lock``) from
-before planning to the end and keeps a manifest with a commit journal (``sink.RunManifest``), one line
+live files passed ``compact_files``. A run holds the output folder's lock (``runlog.output_lock``) from
+before planning to the end and keeps a manifest with a commit journal (``runlog.RunManifest``), one line
 per committed document naming the host and process that did it and its batch.
 """
 
@@ -50,8 +50,9 @@ from docroute.pipelines.batch import (  # noqa: E402
 from docroute.pipelines.budget import run_context  # noqa: E402
 from docroute.pipelines.context import RunContext  # noqa: E402
 from docroute.pipelines.ingest import display_path  # noqa: E402
+from docroute.pipelines.runlog import RunManifest, output_lock  # noqa: E402
 from docroute.pipelines.settings import Settings  # noqa: E402
-from docroute.pipelines.sink import DeltaSink, RunManifest, Staged, new_run_id, output_lock  # noqa: E402
+from docroute.pipelines.sink import DeltaSink, Staged, new_run_id  # noqa: E402
 from docroute.schemas import DocumentResult  # noqa: E402
 from docroute.schemas.contract import CONTRACT_VERSION  # noqa: E402
 
@@ -282,7 +283,7 @@ def run_extract(input: str, out: str, settings: Settings, retry_failed: bool = F
                 reprocess_schema: bool = False) -> RunSummary:
     """Run, holding the output lock: on Prefect (:func:`use_prefect`) or directly on a thread pool.
 
-    Raises ``sink.OutputLocked`` (before anything starts) when another run holds ``out``, and
+    Raises ``runlog.OutputLocked`` (before anything starts) when another run holds ``out``, and
     ``runners.RunnerError`` when the runner cannot work as configured.
     """
     run_id = new_run_id()

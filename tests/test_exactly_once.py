@@ -33,8 +33,9 @@ from docroute import PIPELINE_VERSION
 from docroute.pipelines import sink as sink_mod
 from docroute.pipelines.batch import plan
 from docroute.pipelines.process import process_document
+from docroute.pipelines.runlog import OutputLocked, RunManifest, output_lock
 from docroute.pipelines.settings import Settings
-from docroute.pipelines.sink import Committed, DeltaSink, OutputLocked, RunManifest, output_lock, read_table
+from docroute.pipelines.sink import Committed, DeltaSink, read_table
 from docroute.schemas.contract import DOCUMENTS
 
 from conftest import SAMPLES, cli, committed

@@ -83,7 +83,7 @@ def test_bad_corrections_are_refused(sample_run, tmp_path):
 
 
 def test_apply_is_refused_while_a_run_holds_the_output(sample_run, prefect_api, tmp_path):
-    from docroute.pipelines.sink import output_lock
+    from docroute.pipelines.runlog import output_lock
 
     from conftest import cli
 
