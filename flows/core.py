@@ -178,10 +178,10 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
             submitted = {submit(item, settings, out, context): item for item in the_plan.todo}
             batcher = Batcher(sink, manifest, run_id, settings)
             for fut in completed(list(submitted)):
+                item = submitted.pop(fut)  # a future holds its result: let a committed one go
                 try:
                     done = fut.result()
                 except Exception as exc:  # the task as a whole failed (a lost Dask worker): a failed row
-                    item = submitted[fut]
                     result = failed_result(item.path, item.doc_id, f"its task failed on the {settings.runner} runner "
                                            f"({type(exc).__name__}: {exc}); rerun with --retry-failed")
                     done = stage(item.path, result, run_id, settings.schema_name)

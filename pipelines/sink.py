@@ -130,16 +130,25 @@ class DeltaSink:
         self.extraction_arrow = extraction_schema(self.schema)
         self._batch = 0
         self._ids: dict[str, set[str]] = {}
+        self._loaded: dict[str, DeltaTable] = {}
 
     def uri(self, table: str) -> str:
         return f"{self.out}/{table}" if isinstance(self.out, str) else str(self.out / table)
 
     def table(self, name: str) -> DeltaTable | None:
-        """The Delta table ``name``, or None when nothing was ever committed to it."""
+        """The Delta table ``name`` at its latest version, or None when nothing was ever committed to it.
+
+        Loaded once per sink, then brought up to date by reading only the newer commits of its log."""
+        dt = self._loaded.get(name)
+        if dt is not None:
+            dt.update_incremental()
+            return dt
         try:
-            return DeltaTable(self.uri(name), storage_options=self.storage_options)
+            dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
         except TableNotFoundError:
             return None
+        self._loaded[name] = dt
+        return dt
 
     def stage(self, result: DocumentResult, run_id: str) -> Staged:
         """One document's rows as Arrow tables (raises what the contract cannot hold: Arrow, Unicode errors)."""
