@@ -8,6 +8,7 @@ import json
 import os
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import tiny_vlm
@@ -229,3 +230,46 @@ def test_a_backend_that_cannot_load_keeps_the_layout_result_flagged(tmp_path):
     assert "vlm_failed" in ex.review_reasons and "not a model folder" in json.loads(ex.raw_json)["vlm_call"]["error"]
     layout_only = process_document(SAMPLES / "chart.pdf", Settings(workers=1)).extractions[0]
     assert ex.data == layout_only.data
+
+
+def test_backend_auto_chooses_itself(tmp_path):
+    from docroute.extractors.vlm import VlmOptions
+
+    assert VlmOptions().backend == "auto" and VlmOptions().resolved_backend() == "none"
+    assert "DOCROUTE_VLM_MODEL" in VlmOptions().why_none()
+    assert VlmOptions(model=str(tmp_path)).resolved_backend() == "transformers"
+    assert VlmOptions(model="qwen2.5-vl-3b", server_url="http://127.0.0.1:8000/v1").resolved_backend() == "openai"
+    named = VlmOptions(model="Qwen/Qwen2.5-VL-3B-Instruct")  # a hub name, not a downloaded folder
+    assert named.resolved_backend() == "none" and "not a local folder" in named.why_none()
+    assert VlmOptions(backend="none", model=str(tmp_path)).resolved_backend() == "none"
+
+
+def test_a_model_folder_alone_turns_the_vlm_on_and_the_summary_says_which(monkeypatch):
+    """DOCROUTE_VLM_MODEL naming a local folder is enough (no DOCROUTE_VLM_BACKEND); a name that is
+    no folder leaves routed pages without an answer, and the run summary says why."""
+    from docroute.flows.extract import vlm_in_use
+    from docroute.pipelines.batch import RunTotals, document_summary
+
+    o = tiny_vlm.options("qwen2_5_vl")
+    small = {"vlm": dict(min_pixels=o.min_pixels, max_pixels=o.max_pixels, max_new_tokens=o.max_new_tokens,
+                         max_string_chars=o.max_string_chars, max_list_items=o.max_list_items, loop_window=0,
+                         dtype="float32")}
+    monkeypatch.setenv("DOCROUTE_VLM_MODEL", o.model)
+    settings = load_settings(workers=1, **small)
+    result = process_document(SAMPLES / "chart.pdf", settings)
+    chart_page = result.pages[0]
+    assert chart_page.decision.route == "vlm" and chart_page.vlm_status != "unavailable"
+    totals = RunTotals()
+    totals.add(document_summary(result))
+    assert vlm_in_use(settings, totals).startswith("transformers: ")
+    assert vlm_in_use(settings, totals).endswith(f"{Path(o.model).name} (1 document(s))")  # the model that answered
+
+    monkeypatch.setenv("DOCROUTE_VLM_MODEL", "Qwen/Qwen2.5-VL-3B-Instruct")
+    settings = load_settings(workers=1)
+    summary = document_summary(process_document(SAMPLES / "chart.pdf", settings))
+    assert summary.pages_vlm == 1 and summary.vlm_unanswered == 1 and summary.vlm_why == "unavailable"
+    totals = RunTotals()
+    totals.add(summary)
+    said = vlm_in_use(settings, totals)
+    assert said.startswith("none: ") and "not a local folder" in said
+    assert totals.vlm_why == {"unavailable": 1} and totals.counts()["vlm_unanswered"] == 1
