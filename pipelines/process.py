@@ -1,6 +1,7 @@
-"""``process_document(path, settings) -> DocumentResult``: the whole pipeline for one file.
+"""``process_document(source, settings, context) -> DocumentResult``: the whole pipeline for one file.
 
-ingest -> pages (PyMuPDF; tesseract for pages without a text layer) -> layout parse -> signals ->
+The planned source (doc_id and type read off its bytes when the run planned) is opened once
+(extractors/document.py) and every stage works from that handle: pages (PyMuPDF; tesseract for pages without a text layer) -> layout parse -> signals ->
 route -> fields (layout route) -> VLM stage (routed pages) -> validate. Document problems never raise:
 they come back as a ``failed`` (or ``partial``) result carrying the reason.
 """
@@ -97,6 +98,10 @@ def _page_error(exc: Exception, settings: Settings) -> str:
     return text
 
 
+def _unreadable(exc: OSError) -> str:
+    return f"cannot read the file: {exc.strerror or exc}; check it exists and is readable"
+
+
 def _source(source: Path | SourceFile, t0: float) -> SourceFile | DocumentResult:
     """The planned source as it is; a path (library use, ``inspect``) ingested here; or a failed row."""
     if isinstance(source, SourceFile):
@@ -107,7 +112,7 @@ def _source(source: Path | SourceFile, t0: float) -> SourceFile | DocumentResult
         base = Document(doc_id=unreadable_id(source), source_path=display_path(source),
                         file_name=display_path(source.name), mime_type="application/octet-stream",
                         size_bytes=0, n_pages=0)
-        return _failed(base, f"cannot read the file: {exc.strerror or exc}; check it exists and is readable", t0)
+        return _failed(base, _unreadable(exc), t0)
 
 
 def process_document(source: Path | SourceFile, settings: Settings, context: RunContext | None = None) -> DocumentResult:
@@ -142,7 +147,7 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
             fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in pages])
             vlm = run_vlm_stage(doc, pages, schema, settings.vlm, layout_fields=fields)
     except OSError as exc:  # the file went away or became unreadable after planning
-        return _failed(document, f"cannot read the file: {exc.strerror or exc}; check it exists and is readable", t0)
+        return _failed(document, _unreadable(exc), t0)
     except pdf.DocumentOpenError as exc:
         return _failed(document, str(exc), t0)
     extraction: Extraction = build_extraction(
