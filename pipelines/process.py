@@ -1,9 +1,10 @@
 """``process_document(source, settings, context) -> DocumentResult``: the whole pipeline for one file.
 
 The planned source (doc_id and type read off its bytes when the run planned) is opened once
-(extractors/document.py) and every stage works from that handle: pages (PyMuPDF; tesseract for pages without a text layer) -> layout parse -> signals ->
-route -> fields (layout route) -> VLM stage (routed pages) -> validate. Document problems never raise:
-they come back as a ``failed`` (or ``partial``) result carrying the reason.
+(extractors/document.py) and every stage works from that handle: pages (PyMuPDF; tesseract for pages
+without a text layer) -> layout parse -> signals -> route -> fields (layout route) -> VLM stage
+(routed pages) -> validate. Document problems never raise: they come back as a ``failed`` (or
+``partial``) result carrying the reason.
 """
 
 from __future__ import annotations
