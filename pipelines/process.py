@@ -15,6 +15,7 @@ from pathlib import Path
 
 from docroute import PIPELINE_VERSION
 from docroute.extractors import detect, layout, layout_pymupdf, ocr, pdf
+from docroute.extractors import doctype as doctype_mod
 from docroute.extractors.document import DocumentHandle, SourceFile, open_handle
 from docroute.extractors.layout import LayoutOptions
 from docroute.pipelines import route
@@ -145,8 +146,12 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
                                        f"{type(exc).__name__}: {exc}")
             pages = apply_budgets(pages, settings.router, document.doc_id, context.budget_file)
             routed = [p.page_number for p in pages if p.decision.route == "vlm"]
-            fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in pages])
-            vlm = run_vlm_stage(doc, pages, schema, settings.vlm, layout_fields=fields)
+            doctype = doctype_mod.classify([p.parsed for p in pages])
+            applies = doctype_mod.schema_applies(schema.schema_name, doctype)
+            fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in pages]) if applies else ({}, [])
+            if not applies and doctype.confidence < doctype_mod.NOT_APPLICABLE_MIN_CONFIDENCE:
+                extra = ["document_type_uncertain"]  # maybe a bill after all: a person decides
+            vlm = run_vlm_stage(doc, pages, schema, settings.vlm, layout_fields=fields, document_call=applies)
     except OSError as exc:  # the file went away or became unreadable after planning
         return _failed(document, _unreadable(exc), t0)
     except pdf.DocumentOpenError as exc:
@@ -154,12 +159,13 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
     extraction: Extraction = build_extraction(
         schema, fields, routed_pages=routed, vlm_status=vlm.status, model=vlm.model, extra_reasons=extra,
         vlm_fields=vlm.fields or None, raw_extra={"vlm_call": vlm.raw} if vlm.raw else None,
+        not_applicable=None if applies else doctype.kind,
     )
     status = "partial" if page_errors else "ok"
     result = DocumentResult(
         document=document, status=status, error="; ".join(page_errors) or None, pages=tuple(vlm.pages),
         extractions=(extraction, *vlm.extra), processed_at=datetime.now(UTC), duration_ms=_ms(t0),
-        pipeline_version=PIPELINE_VERSION,
+        pipeline_version=PIPELINE_VERSION, document_type=doctype,
     )
     return redact(result, settings.redact)
 

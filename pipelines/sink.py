@@ -148,6 +148,9 @@ def document_row(result: DocumentResult, run_id: str, schema: type[TargetSchema]
         "duration_ms": result.duration_ms, "run_id": run_id, "processed_at": result.processed_at,
         "pipeline_version": result.pipeline_version,
         "redactions": None if result.redactions is None else [r.model_dump() for r in result.redactions],
+        "document_type": t.kind if (t := result.document_type) else None,
+        "document_type_confidence": t.confidence if t else None,
+        "document_type_evidence": _map(t.evidence) if t else None,
     }
 
 

@@ -123,8 +123,12 @@ def build_extraction(
     extra_reasons: Sequence[str] = (),
     vlm_fields: dict[str, FieldValue] | None = None,
     raw_extra: dict[str, Any] | None = None,
+    not_applicable: str | None = None,
 ) -> Extraction:
     """Validate the fields into ``schema`` and flag what needs review.
+
+    ``not_applicable``: the document is of a type the schema does not describe (a letter for the invoice
+    schema): no field was guessed, nothing is missing, and ``raw_json`` says so.
 
     ``fields`` are the layout path's values; ``vlm_fields`` the VLM's (source ``vlm``, the model's own
     confidence). Both are kept in ``raw_json`` (``layout`` and ``vlm``, with ``merged_from``); the
@@ -139,7 +143,9 @@ def build_extraction(
     obj, errors = _validate(schema, data)
     kept = {k: v for k, v in fields.items() if k in obj.model_fields_set}
     reasons: list[str] = list(extra_reasons)
-    reasons += [f"missing:{name}" for name in KEY_FIELDS.get(schema.schema_name, ()) if getattr(obj, name) in (None, [])]
+    if not_applicable is None:  # a schema that does not apply to the document misses nothing
+        reasons += [f"missing:{name}" for name in KEY_FIELDS.get(schema.schema_name, ())
+                    if getattr(obj, name) in (None, [])]
     if isinstance(obj, Invoice):
         reasons += invoice_checks(obj)
     reasons += [f"low_confidence:{name}" for name, fv in sorted(kept.items()) if fv.confidence < REVIEW_CONFIDENCE]
@@ -148,6 +154,8 @@ def build_extraction(
     if routed_pages and vlm_status != "ok":
         reasons.append("vlm_unavailable" if vlm_status == "unavailable" else f"vlm_{vlm_status}")
     raw: dict[str, Any] = {"layout": _raw_fields(layout_fields), "routed_pages": list(routed_pages)}
+    if not_applicable is not None:
+        raw["not_applicable"] = not_applicable
     if vlm_fields is not None:
         raw["vlm"] = _raw_fields(vlm_fields)
         raw["merged_from"] = merged_from

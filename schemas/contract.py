@@ -45,6 +45,10 @@ DOCUMENTS = pa.schema([
     ("pipeline_version", pa.string()),
     # PII redacted from this document's rows (null: redaction was off; empty: on, nothing found)
     ("redactions", pa.list_(REDACTION)),
+    # invoice, receipt or other (extractors/doctype.py), how sure, and the cue counts it decided on
+    ("document_type", pa.string()),
+    ("document_type_confidence", pa.float64()),
+    ("document_type_evidence", pa.map_(pa.string(), pa.float64())),
 ])
 
 PAGES = pa.schema([

@@ -144,6 +144,14 @@ class Document(Frozen):
     n_pages: int
 
 
+class DocumentType(Frozen):
+    """What kind of document it is (extractors/doctype.py), how sure, and the counts it decided on."""
+
+    kind: Literal["invoice", "receipt", "other"]
+    confidence: float = Field(ge=0.0, le=1.0)
+    evidence: dict[str, float] = Field(default_factory=dict)
+
+
 RegionKind = Literal["handwriting", "table", "chart", "text"]
 
 
@@ -298,3 +306,4 @@ class DocumentResult(Frozen):
     duration_ms: float = 0.0
     pipeline_version: str
     redactions: tuple[Redaction, ...] | None = None  # None: redaction was off; () on and nothing found
+    document_type: DocumentType | None = None  # None: not classified (a failed document)
