@@ -42,9 +42,16 @@ def invoice_checks(inv: Invoice) -> list[str]:
     if inv.subtotal is not None and amounts and all(a is not None for a in amounts):
         if not _close(sum(amounts, Decimal(0)), inv.subtotal, terms=len(amounts)):
             reasons.append("line_items_sum_mismatch")
+    reconciled = False
     if inv.subtotal is not None and inv.total is not None:
-        if not _close(inv.subtotal + (inv.tax_total or Decimal(0)), inv.total, terms=2):
+        reconciled = _close(inv.subtotal + (inv.tax_total or Decimal(0)), inv.total, terms=2)
+        if not reconciled:
             reasons.append("total_mismatch")
+    elif inv.total is not None and amounts and all(a is not None for a in amounts):
+        reconciled = _close(sum(amounts, Decimal(0)) + (inv.tax_total or Decimal(0)), inv.total, terms=len(amounts) + 1)
+    if inv.total is not None and not reconciled and "total_mismatch" not in reasons:
+        # no subtotal and no complete line items: the check could not run, and that is not a pass
+        reasons.append("total_unreconciled")
     if inv.invoice_date and inv.due_date and inv.due_date < inv.invoice_date:
         reasons.append("due_date_before_invoice_date")
     return reasons
