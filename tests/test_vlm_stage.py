@@ -188,6 +188,8 @@ def test_default_backend_none_keeps_the_layout_result():
 
 
 def test_pipeline_with_the_tiny_transformers_model():
+    from docroute.pipelines.route import RouterOptions
+
     settings = tiny_settings()
     budget = settings.vlm.max_pixels
     for name, reason, target in (("complex_table.pdf", "complex_table", "table"), ("chart.pdf", "chart", "chart"),
@@ -196,14 +198,22 @@ def test_pipeline_with_the_tiny_transformers_model():
         assert result.status == "ok" and [p.decision.reasons for p in result.pages] == [(reason,)]
         assert [p.vlm_status for p in result.pages] == ["ok"]
         invoice, *extra = result.extractions
-        raw = json.loads(invoice.raw_json)
-        assert set(raw) >= {"layout", "vlm", "merged_from", "vlm_call"} and raw["vlm_call"]["status"] == "ok"
-        assert raw["vlm_call"]["image_pixels"] <= budget and raw["vlm_call"]["pages"] == [1]
-        assert {fvalue.source for fvalue in invoice.fields.values()} <= {"layout", "ocr", "vlm", "derived"}
-        assert all(0 <= f.confidence <= 1 for f in invoice.fields.values())
+        raw = json.loads(invoice.raw_json)  # no bill: the invoice schema is never asked of the VLM
+        assert raw["not_applicable"] == "other" and "vlm_call" not in raw and not invoice.fields
         assert not any(r.startswith("vlm_") for r in invoice.review_reasons)
         assert [e.schema_name for e in extra] == [target]
-        assert json.loads(extra[0].raw_json)["vlm_call"]["status"] == "ok"
+        call = json.loads(extra[0].raw_json)["vlm_call"]
+        assert call["status"] == "ok" and call["image_pixels"] <= budget and call["pages"] == [1]
+    # a scanned invoice whose OCR the router doubts (a strict threshold): the document call reads it whole
+    strict = tiny_settings(router=RouterOptions(ocr_mean_conf_min=0.99))
+    result = process_document(SAMPLES / "invoice_scanned.pdf", strict)
+    assert result.document_type.kind == "invoice" and result.pages[0].decision.reasons == ("low_ocr_confidence",)
+    invoice = result.extractions[0]
+    raw = json.loads(invoice.raw_json)
+    assert set(raw) >= {"layout", "vlm", "merged_from", "vlm_call"} and raw["vlm_call"]["status"] == "ok"
+    assert raw["vlm_call"]["image_pixels"] <= budget and raw["vlm_call"]["pages"] == [1]
+    assert {fvalue.source for fvalue in invoice.fields.values()} <= {"layout", "ocr", "vlm", "derived"}
+    assert all(0 <= f.confidence <= 1 for f in invoice.fields.values())
     plain = process_document(SAMPLES / "invoice_ruled.pdf", settings)  # not routed: no VLM call
     assert [p.vlm_status for p in plain.pages] == ["not_routed"] and "vlm" not in json.loads(plain.extractions[0].raw_json)
 
