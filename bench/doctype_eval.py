@@ -18,7 +18,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realdocs_split import REALDOCS, documents, half  # noqa: E402
+from realdocs_split import REALDOCS, documents, half_of  # noqa: E402
 
 CLASSES = ("invoice", "receipt", "other")
 
@@ -34,7 +34,7 @@ def classify_file(row: dict) -> dict:
     from docroute.pipelines.settings import Settings
 
     path = REALDOCS / row["file"]
-    out = {"file": row["file"], "label": label(row["kind"]), "half": half(path)}
+    out = {"file": row["file"], "label": label(row["kind"]), "half": half_of(row["file"])}
     try:
         with open_file(path) as doc:
             pages = [process_page(doc, n, Settings(workers=1))[0].parsed for n in range(1, min(doc.page_count, 2) + 1)]
