@@ -53,8 +53,12 @@ def _label_date(text: str, fmt: str | None = None):
 
 
 def _decimal(value) -> Decimal | None:
+    """A decimal, or the number in a label such as "$8.20" or "RM 57.40" (SROIE keeps the printed sign)."""
+    if value is None:
+        return None
+    match = re.search(r"\d+(?:\.\d+)?", str(value).replace(",", ""))
     try:
-        return Decimal(str(value)) if value is not None else None
+        return Decimal(match.group(0)) if match else None
     except InvalidOperation:
         return None
 

@@ -84,12 +84,16 @@ def _with_engine(pages: list[PageResult], doc: DocumentHandle, options: LayoutOp
     ]
 
 
-def _extract_fields(schema_name: str, parsed: list[ParsedPage]) -> tuple[dict[str, FieldValue], list[str]]:
+def _extract_fields(schema_name: str, parsed: list[ParsedPage],
+                    kind: str = "invoice") -> tuple[dict[str, FieldValue], list[str]]:
     if schema_name != "invoice":
         return {}, [f"no_layout_extractor:{schema_name}"]
-    from docroute.extractors.fields import extract_invoice
+    from docroute.extractors.fields import extract_invoice, extract_receipt
 
-    return extract_invoice(parsed), []
+    fields = extract_invoice(parsed)
+    if kind == "receipt":  # the merchant, address, date and total payable as a till receipt prints them
+        fields |= extract_receipt(parsed)
+    return fields, []
 
 
 def _page_error(exc: Exception, settings: Settings) -> str:
@@ -148,7 +152,8 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
             routed = [p.page_number for p in pages if p.decision.route == "vlm"]
             doctype = doctype_mod.classify([p.parsed for p in pages])
             applies = doctype_mod.schema_applies(schema.schema_name, doctype)
-            fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in pages]) if applies else ({}, [])
+            fields, extra = (_extract_fields(schema.schema_name, [p.parsed for p in pages], doctype.kind) if applies
+                             else ({}, []))
             if not applies and doctype.confidence < doctype_mod.NOT_APPLICABLE_MIN_CONFIDENCE:
                 extra = ["document_type_uncertain"]  # maybe a bill after all: a person decides
             vlm = run_vlm_stage(doc, pages, schema, settings.vlm, layout_fields=fields, document_call=applies)

@@ -10,9 +10,11 @@
 * ``conventions``: the document's own number, date and currency conventions;
 * ``line_items``: the item table (header columns, rows, wrapped descriptions, page breaks);
 * ``parties``: vendor and customer names and addresses;
-* ``invoice``: the composition.
+* ``invoice``: the composition;
+* ``receipt``: a till receipt's merchant, address, date and total payable (documents typed ``receipt``).
 """
 
 from .invoice import extract_invoice
+from .receipt import extract_receipt
 
-__all__ = ["extract_invoice"]
+__all__ = ["extract_invoice", "extract_receipt"]
