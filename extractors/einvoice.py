@@ -294,7 +294,7 @@ def validate(data: bytes) -> tuple[str, ...]:
 
     from facturx import facturx
 
-    logging.getLogger("factur-x").setLevel(logging.ERROR)
+    logging.getLogger("factur-x").setLevel(logging.CRITICAL)  # its errors are returned, not logged twice
     try:
         root = etree.fromstring(data, _parser())
         flavor = facturx.get_flavor(root)
@@ -302,7 +302,7 @@ def validate(data: bytes) -> tuple[str, ...]:
         facturx.xml_check_xsd(root, flavor=flavor, level=level)
     except Exception as exc:  # factur-x raises plain Exceptions with the schema's message
         message = " ".join(str(exc).split())
-        return (message[:300],)
+        return (message.split("cause of the problem: ", 1)[-1][:500],)
     return ()
 
 

@@ -259,5 +259,7 @@ def open_file(path: Path, passwords: Sequence[str] = ()) -> Iterator[DocumentHan
     src = ingest(Path(path))
     if src.mime_type is None:
         raise InputError(f"{display_path(path)}: not a PDF or image (the bytes look like {src.detected})")
+    if src.mime_type == XML_MIME:
+        raise InputError(f"{display_path(path)}: {src.detected} has no pages to open (`docroute run` reads it)")
     with open_handle(src, passwords) as handle:
         yield handle
