@@ -41,6 +41,7 @@ NS = {
     "inv": "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2",
     "cn": "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2",
 }
+PLACES = Decimal("0.0001")  # the contract's decimal(18, 4)
 # names MuPDF lists for the embedded XML of Factur-X, ZUGFeRD 2.x and XRechnung hybrids
 EMBEDDED_NAMES = ("factur-x.xml", "zugferd-invoice.xml", "xrechnung.xml")
 
@@ -76,12 +77,12 @@ CII_ADDRESS = ("ram:LineOne", "ram:LineTwo", "ram:LineThree", ("ram:PostcodeCode
 CII_PROFILE = f"{_CII}/rsm:ExchangedDocumentContext/ram:GuidelineSpecifiedDocumentContextParameter/ram:ID"
 
 
-def _ubl_fields(root: str) -> dict[str, str]:
+def _ubl_fields(root: str) -> dict[str, str | tuple[str, ...]]:
     sup, cus = f"{root}/cac:AccountingSupplierParty/cac:Party", f"{root}/cac:AccountingCustomerParty/cac:Party"
     return {
         "invoice_number": f"{root}/cbc:ID",
         "invoice_date": f"{root}/cbc:IssueDate",
-        "due_date": f"{root}/cbc:DueDate",
+        "due_date": (f"{root}/cbc:DueDate", f"{root}/cac:PaymentMeans/cbc:PaymentDueDate"),
         "vendor_name": f"{sup}/cac:PartyLegalEntity/cbc:RegistrationName",
         "vendor_address": f"{sup}/cac:PostalAddress",
         "customer_name": f"{cus}/cac:PartyLegalEntity/cbc:RegistrationName",
@@ -169,7 +170,11 @@ def _text(node, path: str) -> tuple[str | None, object | None]:
 
 
 def _amount(text: str) -> Decimal:
-    return Decimal(text.strip())
+    """The XML's number; past 4 decimals (a unit price may have 6) rounded to the contract's 4."""
+    value = Decimal(text.strip())
+    if not value.is_finite():
+        raise InvalidOperation(text)
+    return value.quantize(PLACES) if value.as_tuple().exponent < -4 else value
 
 
 def _date(text: str, syntax: Syntax) -> date:
@@ -205,9 +210,16 @@ def _typed(name: str, text: str, syntax: Syntax) -> object:
     return text
 
 
-def _header(tree, paths: dict[str, str], syntax: Syntax, address: tuple, currency: str | None) -> dict[str, FieldValue]:
+def _first(tree, paths: str | tuple[str, ...]) -> str:
+    """The first of ``paths`` that is in the document (the first one if none is)."""
+    options = (paths,) if isinstance(paths, str) else paths
+    return next((p for p in options if tree.xpath(p, namespaces=NS)), options[0])
+
+
+def _header(tree, paths: dict, syntax: Syntax, address: tuple, currency: str | None) -> dict[str, FieldValue]:
     out: dict[str, FieldValue] = {}
-    for name, path in paths.items():
+    for name, alternatives in paths.items():
+        path = _first(tree, alternatives)
         if name == "tax_total" and currency:  # a second TaxTotalAmount may be in the accounting currency
             path_c = f"{path}[@currencyID='{currency}']"
             if tree.xpath(path_c, namespaces=NS):
@@ -226,6 +238,24 @@ def _header(tree, paths: dict[str, str], syntax: Syntax, address: tuple, currenc
     return out
 
 
+def _unit_price(row: dict, basis: str | None) -> Decimal | None:
+    """The price of one unit: the XML's price divided by its base quantity (BT-149) when that is exact
+    and agrees with the line (quantity x unit price = line amount); else the XML's price as written
+    (some software writes the invoiced quantity as the base quantity)."""
+    price, qty, amount = row["unit_price"], row["quantity"], row["amount"]
+    try:
+        b = Decimal(basis) if basis else Decimal(1)
+    except InvalidOperation:
+        return price
+    if price is None or b in (0, 1):
+        return price
+    per_unit = price / b
+    exact = per_unit.quantize(PLACES) == per_unit
+    if exact and (qty is None or amount is None or abs(qty * per_unit - amount) <= Decimal("0.01")):
+        return per_unit
+    return price
+
+
 def _lines(tree, lines_path: str, rel: dict[str, str]) -> FieldValue | None:
     rows = []
     for line in tree.xpath(lines_path, namespaces=NS):
@@ -233,15 +263,10 @@ def _lines(tree, lines_path: str, rel: dict[str, str]) -> FieldValue | None:
         for key in ("description", "quantity", "unit_price", "amount"):
             text, _ = _text(line, rel[key])
             try:
-                row[key] = text if key == "description" or text is None else Decimal(text)
+                row[key] = text if key == "description" or text is None else _amount(text)
             except InvalidOperation:
                 row[key] = None
-        basis, _ = _text(line, rel["price_basis"])
-        try:
-            if basis and row["unit_price"] is not None and Decimal(basis) not in (0, 1):
-                row["unit_price"] = row["unit_price"] / Decimal(basis)
-        except InvalidOperation:
-            pass
+        row["unit_price"] = _unit_price(row, _text(line, rel["price_basis"])[0])
         rows.append(row)
     return _fv("line_items", rows, lines_path) if rows else None
 
@@ -271,12 +296,12 @@ def parse(data: bytes, attachment: str | None = None) -> EInvoice:
         guideline = _text(tree, f"{top}/cbc:CustomizationID")[0] or ""
     else:
         raise EInvoiceError(f"the XML root is {root.tag}, not a CII or UBL invoice")
-    currency = _text(tree, paths["currency"])[0]
+    currency = _text(tree, _first(tree, paths["currency"]))[0]
     fields = _header(tree, paths, syntax, address, currency)
     if syntax == "ubl":
         for who in ("vendor", "customer"):
             if f"{who}_name" not in fields:
-                base = paths[f"{who}_address"].rsplit("/", 1)[0]
+                base = str(paths[f"{who}_address"]).rsplit("/", 1)[0]
                 path = f"{base}/{UBL_PARTY_NAME}"
                 if text := _text(tree, path)[0]:
                     fields[f"{who}_name"] = _fv(f"{who}_name", text, path)

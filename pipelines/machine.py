@@ -36,7 +36,8 @@ _IBAN_TEXT = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1
 class MachineRead:
     einvoice: einvoice.EInvoice | None = None
     qr_codes: tuple[payment_qr.PaymentCode, ...] = ()
-    errors: tuple[str, ...] = ()  # attachments or codes that could not be read
+    errors: tuple[str, ...] = ()  # attachments that could not be read
+    qr_errors: tuple[str, ...] = ()  # pages the QR decoder failed on
 
     @property
     def found(self) -> bool:
@@ -52,8 +53,8 @@ class MachineRead:
             out["payment_qr"] = [{"kind": c.kind, "iban": c.iban, "creditor": c.creditor,
                                   "amount": None if c.amount is None else str(c.amount), "currency": c.currency,
                                   "reference": c.reference, "page": c.page_number} for c in self.qr_codes]
-        if self.errors:
-            out["machine_errors"] = list(self.errors)
+        if self.errors or self.qr_errors:
+            out["machine_errors"] = [*self.errors, *self.qr_errors]
         return out
 
 
@@ -80,27 +81,30 @@ def _may_hold_qr(page: PageResult) -> bool:
     return s.image_coverage > 0 or s.drawings > 0 or not page.parsed.has_text_layer
 
 
-def read_qr_codes(doc: DocumentHandle, pages: list[PageResult]) -> list[payment_qr.PaymentCode]:
+def read_qr_codes(doc: DocumentHandle, pages: list[PageResult]) -> tuple[list[payment_qr.PaymentCode], list[str]]:
     """Payment codes on the pages that have pictures or drawings (a QR code is one or the other)."""
-    codes = []
+    codes, errors = [], []
     for page in pages:
         if not _may_hold_qr(page):
             continue
         n = page.page_number
         try:
-            image = doc.render(n, QR_DPI, gray=True, annots=False)
-            hits = payment_qr.decode(image)
+            hits = payment_qr.decode(doc.render(n, QR_DPI, gray=True, annots=False))
+        except Exception as exc:  # the page was read; only its codes are lost, and raw_json says so
+            errors.append(f"page {n}: QR decoding failed: {type(exc).__name__}: {exc}")
+            continue
         finally:
             doc.clear_renders()
         for text, box in hits:
             if code := payment_qr.parse(text):
                 codes.append(payment_qr.PaymentCode(**{**code.__dict__, "page_number": n, "position": box}))
-    return codes
+    return codes, errors
 
 
 def read(doc: DocumentHandle, pages: list[PageResult]) -> MachineRead:
     inv, errors = read_embedded(doc)
-    return MachineRead(einvoice=inv, qr_codes=tuple(read_qr_codes(doc, pages)), errors=tuple(errors))
+    codes, qr_errors = read_qr_codes(doc, pages)
+    return MachineRead(einvoice=inv, qr_codes=tuple(codes), errors=tuple(errors), qr_errors=tuple(qr_errors))
 
 
 def _qr_fields(code: payment_qr.PaymentCode) -> dict[str, FieldValue]:

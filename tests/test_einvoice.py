@@ -17,7 +17,7 @@ from docroute.pipelines import ingest
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
 
-from conftest import SAMPLES, expected
+from conftest import SAMPLES, expected, realdoc
 
 SETTINGS = Settings(workers=1)
 XML_SAMPLES = ["einvoice_cii.xml", "einvoice_ubl.xml", "einvoice_facturx.pdf", "einvoice_mismatch.pdf"]
@@ -194,3 +194,25 @@ def test_sniff_and_discovery_take_invoice_xml_only(tmp_path):
     prefixed_ubl = b'<x:Invoice xmlns:x="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2">'
     assert einvoice.sniff_root(prefixed_ubl) == "ubl"
     assert einvoice.sniff_root(b'<Invoice xmlns="urn:example:not-ubl">') is None
+
+
+def test_a_hybrid_made_by_other_software_odoo_ubl():
+    """invoice2data's AzureInterior.pdf: an Odoo invoice with its UBL 2.1 XML attached (no guideline id)."""
+    path = realdoc("invoice2data/AzureInterior.pdf")
+    gt = json.loads(path.with_suffix(".json").read_text())[0]
+    _, ex = _extraction("", path)
+    assert json.loads(ex.raw_json)["einvoice"] | {"xsd_errors": []} == {
+        "syntax": "ubl", "profile": "UBL", "guideline": "", "attachment": "UBL-Invoice-2.1.xml", "xsd_errors": []}
+    assert ex.data["invoice_number"] == gt["invoice_number"]
+    assert ex.data["invoice_date"] == date.fromisoformat(gt["date"])
+    assert ex.data["due_date"] == date.fromisoformat(gt["date_due"])  # UBL PaymentMeans/PaymentDueDate
+    for field, key in (("total", "amount"), ("tax_total", "amount_tax"), ("subtotal", "amount_untaxed")):
+        assert ex.data[field] == Decimal(str(gt[key])), field
+        assert ex.fields[field].source == "einvoice"
+    assert ex.data["currency"] == gt["currency"] and ex.data["vendor_name"] == gt["issuer"]
+    sold = [line for line in gt["lines"] if "price_subtotal" in line]
+    items = [it for it in ex.data["line_items"] if it["amount"]]
+    assert [it["amount"] for it in items] == [Decimal(str(line["price_subtotal"])) for line in sold]
+    # Odoo writes the invoiced quantity as the price's base quantity: the unit price stays as written
+    assert [it["unit_price"] for it in items][-1] == Decimal("10.00")
+    assert not ex.review_reasons  # the printed page agrees with its XML
