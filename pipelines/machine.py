@@ -27,6 +27,7 @@ from docroute.extractors.document import DocumentHandle
 from docroute.schemas import FieldValue, PageResult
 
 QR_DPI = 200
+MAX_XML_BYTES = 50 * 1024 * 1024  # an embedded "XML" larger than this is not read (a decompression bomb)
 QR_CONFIDENCE = 0.95
 CHECKED = ("invoice_number", "invoice_date", "total", "iban")
 _IBAN_TEXT = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,3})?\b")
@@ -70,6 +71,13 @@ def read_embedded(doc: DocumentHandle) -> tuple[einvoice.EInvoice | None, list[s
         return None, [f"embedded files unreadable: {type(exc).__name__}: {exc}"]
     for name in names:
         try:
+            info = doc.doc.embfile_info(name)
+            file_name = str(info.get("ufilename") or info.get("filename") or name)
+            if not (name.lower().endswith(".xml") or file_name.lower().endswith(".xml")):
+                continue  # only XML attachments can be an e-invoice: others are never decompressed
+            if int(info.get("size") or 0) > MAX_XML_BYTES:
+                errors.append(f"embedded file {name!r} is {info['size']} bytes, over {MAX_XML_BYTES}: not read")
+                continue
             files.append((name, doc.doc.embfile_get(name)))
         except Exception as exc:
             errors.append(f"embedded file {name!r} unreadable: {type(exc).__name__}: {exc}")
