@@ -101,6 +101,9 @@ UBL_ADDRESS = ("cbc:StreetName", "cbc:AdditionalStreetName", "cac:AddressLine/cb
 UBL_PARTY_NAME = "cac:PartyName/cbc:Name"  # when the legal name is not given
 
 
+_PROLOG = re.compile(r"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>", re.S)
+
+
 class EInvoiceError(ValueError):
     """The bytes are not a readable CII or UBL invoice."""
 
@@ -130,7 +133,9 @@ def sniff_root(head: bytes) -> Syntax | None:
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").decode("utf-8", "replace")
     if not text.startswith("<"):
         return None
-    body = re.sub(r"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>", "", text, flags=re.S).lstrip()
+    body = text
+    while m := _PROLOG.match(body):  # anchored: each item is scanned once, whatever the bytes
+        body = body[m.end():].lstrip()
     m = re.match(r"<(?:([\w.-]+):)?([\w.-]+)((?:\s[^>]*)?)>", body, flags=re.S)
     if not m:
         return None

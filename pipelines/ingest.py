@@ -179,7 +179,9 @@ def discover(input_spec: str, exclude: tuple[Path, ...] = ()) -> list[Path]:
 
 
 def sniff(head: bytes) -> tuple[str | None, str]:
-    """(supported mime type or None, a description of what the bytes are)."""
+    """(supported mime type or None, a description of what the bytes are).
+
+    XML is supported only when its root element is a CII or UBL invoice (``application/xml``)."""
     import filetype
 
     if not head:
