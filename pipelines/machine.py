@@ -24,7 +24,7 @@ from typing import Any
 
 from docroute.extractors import einvoice, payment_qr
 from docroute.extractors.document import DocumentHandle
-from docroute.schemas import FieldValue, PageResult
+from docroute.schemas import BBox, FieldValue, PageResult
 
 QR_DPI = 200
 MAX_XML_BYTES = 50 * 1024 * 1024  # an embedded "XML" larger than this is not read (a decompression bomb)
@@ -117,10 +117,12 @@ def read(doc: DocumentHandle, pages: list[PageResult]) -> MachineRead:
 
 def _qr_fields(code: payment_qr.PaymentCode) -> dict[str, FieldValue]:
     raw = f"{'SPC' if code.kind == 'swiss_qr' else 'BCD'} QR code, page {code.page_number}"
+    box = BBox(**dict(zip(("x0", "y0", "x1", "y1"), (v * 72 / QR_DPI for v in code.position), strict=True))) \
+        if code.position else None  # pixels at QR_DPI -> PDF points
     values = {"iban": code.iban, "currency": code.currency, "total": code.amount,
               "payment_reference": code.reference}
     return {name: FieldValue(name=name, value=v, confidence=QR_CONFIDENCE, source="qr",
-                             page_number=code.page_number, raw_text=raw)
+                             page_number=code.page_number, bbox=box, raw_text=raw)
             for name, v in values.items() if v is not None}
 
 

@@ -16,6 +16,7 @@ from docroute.extractors import einvoice, payment_qr
 from docroute.pipelines import ingest
 from docroute.pipelines.process import process_document
 from docroute.pipelines.settings import Settings
+from docroute.pipelines.sink import extraction_row
 
 from conftest import SAMPLES, expected, realdoc
 
@@ -70,6 +71,9 @@ def test_every_xml_field_exactly_with_source_einvoice_and_its_element_path(name)
         assert hits, (field, fv.raw_text)
         if field in ("invoice_number", "currency", "total"):
             assert str(fv.value) == hits[0].text
+    prov = {p["field"]: p for p in extraction_row(result, ex, "run")["field_provenance"]}
+    assert prov["invoice_number"]["raw_text"] in ("/rsm:CrossIndustryInvoice/rsm:ExchangedDocument/ram:ID", "/inv:Invoice/cbc:ID")
+    assert prov["total"]["x0"] is None and prov["total"]["raw_text"] == ex.fields["total"].raw_text
     raw = json.loads(ex.raw_json)
     assert raw["einvoice"]["profile"] == case["machine"]["profile"] and raw["einvoice"]["xsd_errors"] == []
     assert raw["merged_from"]["total"] == "einvoice"
@@ -99,6 +103,8 @@ def test_payment_qr_amount_iban_reference_decoded(name):
     assert code["kind"] == ("swiss_qr" if "swiss" in name else "epc") and code["page"] == 1
     assert Decimal(code["amount"]) == Decimal(want["total"]) and code["iban"] == want["iban"]
     assert ex.data["invoice_number"] == want["invoice_number"]  # the rest still comes from the layout
+    box = ex.fields["iban"].bbox  # where the generator drew the code, in points: Rect(380, 560, 510, 690)
+    assert 375 <= box.x0 < box.x1 <= 515 and 555 <= box.y0 < box.y1 <= 695
     assert ex.fields["invoice_number"].source == "layout" and not ex.review_reasons
 
 

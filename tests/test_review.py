@@ -36,6 +36,7 @@ def test_export_then_apply_corrections(sample_run, tmp_path):
             assert abs(img.width - width_pt * review.CROP_DPI / 72) <= 3
     flagged = {(r["file_name"], r["field"]) for r in rows}
     assert ("handwriting_note.pdf", "invoice_number") in flagged  # a missing key field
+    assert ("einvoice_mismatch.pdf", "total") in flagged  # the picture and its XML disagree on the total
 
     scan = expected("invoice_scanned.pdf")["invoice"]
     corrections = tmp_path / "fix.csv"
