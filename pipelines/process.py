@@ -192,7 +192,7 @@ def _process_xml(src: SourceFile, document: Document, schema, settings: Settings
         return _failed(document, f"cannot read the file: {exc.strerror or exc}; check it exists and is readable", t0)
     except einvoice.EInvoiceError as exc:
         return _failed(document, f"not a readable e-invoice: {exc}", t0)
-    read = machine.MachineRead(einvoice=einvoice.EInvoice(**{**inv.__dict__, "errors": einvoice.validate(data)}))
+    read = machine.MachineRead(einvoice=einvoice.checked(inv, data))
     extraction = build_extraction(schema, {}, extra_reasons=machine.validation_reasons(read),
                                   raw_extra=read.raw(), machine_fields=machine.machine_fields(read))
     result = DocumentResult(document=document, status="ok", extractions=(extraction,),

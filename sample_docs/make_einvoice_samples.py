@@ -24,6 +24,7 @@ FIXED_XMP_DATE = "2024-03-15T09:00:00+00:00"
 
 INVOICES = {
     "einvoice_facturx": {
+        "vat": "FR40303265045",
         "layout": "unruled", "locale": "eu", "currency": "EUR", "symbol": "EUR", "tax": ("TVA 20%", "0.20"),
         "invoice_number": "FA-2024-0315", "invoice_date": "2024-03-15", "due_date": "2024-04-14",
         "vendor": ("Atelier Lumière SARL", ["14 rue des Lilas", "69003 Lyon", "FR"]),
@@ -35,6 +36,7 @@ INVOICES = {
         "profile": ("urn:cen.eu:en16931:2017", "EN 16931"),
     },
     "einvoice_mismatch": {
+        "vat": "US123456789",
         "layout": "ruled", "locale": "us", "currency": "USD", "symbol": "$", "tax": ("Tax (19%)", "0.19"),
         "invoice_number": "INV-2024-0913", "invoice_date": "2024-03-15", "due_date": "2024-04-14",
         "vendor": ("Harborline Consulting LLC", ["88 Pier Street", "04101 Portland", "US"]),
@@ -45,6 +47,7 @@ INVOICES = {
         "xml_tax": "0",  # the attached XML books no tax: its total is 135.00, the picture says 160.65
     },
     "einvoice_cii": {
+        "vat": "DE298114507",
         "currency": "EUR", "tax": ("USt 19%", "0.19"),
         "invoice_number": "XR-2024-771", "invoice_date": "2024-05-02", "due_date": "2024-06-01",
         "vendor": ("Nordlicht Software GmbH", ["Speicherstadt 5", "20457 Hamburg", "DE"]),
@@ -54,6 +57,7 @@ INVOICES = {
         "profile": ("urn:cen.eu:en16931:2017#compliant#urn:xeinkauf.de:kosit:xrechnung_3.0", "XRechnung"),
     },
     "einvoice_ubl": {
+        "vat": "NL123456789B01",
         "currency": "EUR", "tax": ("BTW 21%", "0.21"),
         "invoice_number": "NL-2024-00418", "invoice_date": "2024-04-10", "due_date": "2024-05-10",
         "vendor": ("Van Dijk Kantoorartikelen B.V.", ["Keizersgracht 221", "1016 DV Amsterdam", "NL"]),
@@ -137,10 +141,12 @@ def cii_xml(inv, ms) -> bytes:
     out.append("<ram:ApplicableHeaderTradeAgreement>")
     for role, (name, addr) in (("Seller", inv["vendor"]), ("Buyer", inv["customer"])):
         street, postcode, city, country = _split_address(addr)
+        vat = (f'<ram:SpecifiedTaxRegistration><ram:ID schemeID="VA">{inv["vat"]}</ram:ID>'
+               "</ram:SpecifiedTaxRegistration>") if role == "Seller" else ""
         out.append(f"<ram:{role}TradeParty><ram:Name>{escape(name)}</ram:Name><ram:PostalTradeAddress>"
                    f"<ram:PostcodeCode>{postcode}</ram:PostcodeCode><ram:LineOne>{escape(street)}</ram:LineOne>"
                    f"<ram:CityName>{escape(city)}</ram:CityName><ram:CountryID>{country}</ram:CountryID>"
-                   f"</ram:PostalTradeAddress></ram:{role}TradeParty>")
+                   f"</ram:PostalTradeAddress>{vat}</ram:{role}TradeParty>")
     out.append("</ram:ApplicableHeaderTradeAgreement><ram:ApplicableHeaderTradeDelivery/>"
                "<ram:ApplicableHeaderTradeSettlement>")
     if inv.get("reference"):
@@ -182,7 +188,10 @@ def ubl_xml(inv, ms) -> bytes:
         out.append(f"<cac:Accounting{role}Party><cac:Party><cac:PostalAddress><cbc:StreetName>{escape(street)}"
                    f"</cbc:StreetName><cbc:CityName>{escape(city)}</cbc:CityName><cbc:PostalZone>{postcode}"
                    f"</cbc:PostalZone><cac:Country><cbc:IdentificationCode>{country}</cbc:IdentificationCode>"
-                   "</cac:Country></cac:PostalAddress><cac:PartyLegalEntity>"
+                   "</cac:Country></cac:PostalAddress>"
+                   + (f"<cac:PartyTaxScheme><cbc:CompanyID>{inv['vat']}</cbc:CompanyID><cac:TaxScheme><cbc:ID>VAT"
+                      "</cbc:ID></cac:TaxScheme></cac:PartyTaxScheme>" if role == "Supplier" else "")
+                   + "<cac:PartyLegalEntity>"
                    f"<cbc:RegistrationName>{escape(name)}</cbc:RegistrationName></cac:PartyLegalEntity>"
                    f"</cac:Party></cac:Accounting{role}Party>")
     out.append(f"<cac:PaymentMeans><cbc:PaymentMeansCode>30</cbc:PaymentMeansCode><cbc:PaymentID>{inv['reference']}"

@@ -133,7 +133,9 @@ MINIMUM = b"""<?xml version="1.0" encoding="UTF-8"?>
 <rsm:ExchangedDocument><ram:ID>INV-2024-0042</ram:ID><ram:TypeCode>380</ram:TypeCode>
 <ram:IssueDateTime><udt:DateTimeString format="102">20240315</udt:DateTimeString></ram:IssueDateTime></rsm:ExchangedDocument>
 <rsm:SupplyChainTradeTransaction><ram:ApplicableHeaderTradeAgreement>
-<ram:SellerTradeParty><ram:Name>Bluefield Office Supply Co.</ram:Name></ram:SellerTradeParty>
+<ram:SellerTradeParty><ram:Name>Bluefield Office Supply Co.</ram:Name>
+<ram:PostalTradeAddress><ram:CountryID>US</ram:CountryID></ram:PostalTradeAddress>
+<ram:SpecifiedTaxRegistration><ram:ID schemeID="VA">US123456789</ram:ID></ram:SpecifiedTaxRegistration></ram:SellerTradeParty>
 <ram:BuyerTradeParty><ram:Name>Crescent Valley Dental Group</ram:Name></ram:BuyerTradeParty>
 </ram:ApplicableHeaderTradeAgreement><ram:ApplicableHeaderTradeDelivery/><ram:ApplicableHeaderTradeSettlement>
 <ram:InvoiceCurrencyCode>USD</ram:InvoiceCurrencyCode><ram:SpecifiedTradeSettlementHeaderMonetarySummation>
@@ -148,6 +150,7 @@ def test_minimum_profile_leaves_line_items_and_addresses_to_the_layout(tmp_path)
     _, ex = _extraction("", _attach("invoice_ruled.pdf", MINIMUM, tmp_path / "minimum.pdf"))
     raw = json.loads(ex.raw_json)
     assert raw["einvoice"]["profile"] == "MINIMUM" and raw["einvoice"]["xsd_errors"] == []
+    assert raw["einvoice"]["rules"] == "Factur-X minimum"
     assert ex.fields["total"].source == "einvoice" and ex.fields["vendor_name"].source == "einvoice"
     assert ex.fields["line_items"].source == "layout" and len(ex.data["line_items"]) == 4
     assert ex.fields["vendor_address"].source == "layout"
@@ -173,6 +176,21 @@ def test_xsd_failure_is_a_review_reason(tmp_path):
     assert "einvoice_invalid:xsd" in ex.review_reasons
     assert "TypeCode" in json.loads(ex.raw_json)["einvoice"]["xsd_errors"][0]
     assert ex.data["total"] == Decimal("3070.20")  # the values are still read
+
+
+def test_en16931_rule_failures_are_review_reasons(tmp_path):
+    # without the seller's VAT identifier a standard-rated invoice breaks BR-S-02 and BR-CO-26 (CEN rules)
+    xml = (SAMPLES / "einvoice_cii.xml").read_bytes()
+    start, end = xml.index(b"<ram:SpecifiedTaxRegistration>"), xml.index(b"</ram:SpecifiedTaxRegistration>")
+    path = tmp_path / "no_vat.xml"
+    path.write_bytes(xml[:start] + xml[end + len(b"</ram:SpecifiedTaxRegistration>"):])
+    _, ex = _extraction("", path)
+    assert {"einvoice_invalid:BR-S-02", "einvoice_invalid:BR-CO-26"} <= set(ex.review_reasons)
+    raw = json.loads(ex.raw_json)["einvoice"]
+    assert raw["xsd_errors"] == [] and raw["rules"] == "Factur-X en16931 (EN 16931 rules only)"
+    assert not any(f["id"].startswith("FX-") for f in raw["rule_failures"])  # an XRechnung is no Factur-X
+    _, ok = _extraction("einvoice_cii.xml")
+    assert not [r for r in ok.review_reasons if r.startswith("einvoice_invalid")]
 
 
 def test_vlm_is_not_asked_for_what_the_xml_gives(tmp_path):
@@ -207,8 +225,9 @@ def test_a_hybrid_made_by_other_software_odoo_ubl():
     path = realdoc("invoice2data/AzureInterior.pdf")
     gt = json.loads(path.with_suffix(".json").read_text())[0]
     _, ex = _extraction("", path)
-    assert json.loads(ex.raw_json)["einvoice"] | {"xsd_errors": []} == {
-        "syntax": "ubl", "profile": "UBL", "guideline": "", "attachment": "UBL-Invoice-2.1.xml", "xsd_errors": []}
+    assert json.loads(ex.raw_json)["einvoice"] == {
+        "syntax": "ubl", "profile": "UBL", "guideline": "", "attachment": "UBL-Invoice-2.1.xml", "xsd_errors": [],
+        "rules": "not checked: the UBL does not claim EN 16931 (CustomizationID)", "rule_failures": []}
     assert ex.data["invoice_number"] == gt["invoice_number"]
     assert ex.data["invoice_date"] == date.fromisoformat(gt["date"])
     assert ex.data["due_date"] == date.fromisoformat(gt["date_due"])  # UBL PaymentMeans/PaymentDueDate
