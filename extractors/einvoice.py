@@ -228,8 +228,8 @@ def _header(tree, paths: dict, syntax: Syntax, address: tuple, currency: str | N
     out: dict[str, FieldValue] = {}
     for name, alternatives in paths.items():
         path = _first(tree, alternatives)
-        if name == "tax_total" and currency:  # a second TaxTotalAmount may be in the accounting currency
-            path_c = f"{path}[@currencyID='{currency}']"
+        if name == "tax_total" and currency and re.fullmatch(r"[A-Z]{3}", currency):
+            path_c = f"{path}[@currencyID='{currency}']"  # a second TaxTotalAmount may be in the accounting currency
             if tree.xpath(path_c, namespaces=NS):
                 path = path_c
         text, el = _text(tree, path)
@@ -304,6 +304,14 @@ def parse(data: bytes, attachment: str | None = None) -> EInvoice:
         guideline = _text(tree, f"{top}/cbc:CustomizationID")[0] or ""
     else:
         raise EInvoiceError(f"the XML root is {root.tag}, not a CII or UBL invoice")
+    try:
+        return _read(tree, syntax, paths, address, lines_path, rel, guideline, attachment)
+    except (etree.XPathError, ValueError, ArithmeticError, TypeError) as exc:  # never a crash on odd content
+        raise EInvoiceError(f"the invoice could not be read: {type(exc).__name__}: {exc}") from exc
+
+
+def _read(tree, syntax: Syntax, paths: dict, address: tuple, lines_path: str, rel: dict, guideline: str,
+          attachment: str | None) -> EInvoice:
     currency = _text(tree, _first(tree, paths["currency"]))[0]
     fields = _header(tree, paths, syntax, address, currency)
     if syntax == "ubl":

@@ -241,3 +241,20 @@ def test_a_hybrid_made_by_other_software_odoo_ubl():
     # Odoo writes the invoiced quantity as the price's base quantity: the unit price stays as written
     assert [it["unit_price"] for it in items][-1] == Decimal("10.00")
     assert not ex.review_reasons  # the printed page agrees with its XML
+
+
+def test_odd_content_is_reported_not_a_crash(tmp_path):
+    xml = (SAMPLES / "einvoice_cii.xml").read_bytes()
+    xml = xml.replace(b"<ram:InvoiceCurrencyCode>EUR<", b"<ram:InvoiceCurrencyCode>EU'R<")
+    xml = xml.replace(b">20240502</udt:DateTimeString>", b">20241345</udt:DateTimeString>")
+    path = tmp_path / "odd.xml"
+    path.write_bytes(xml)
+    result, ex = _extraction("", path)
+    assert ex.data["invoice_date"] is None and ex.data["currency"] is None  # unreadable values are not guessed
+    assert {"missing:invoice_date", "validation_errors"} <= set(ex.review_reasons)
+    assert any(r.startswith("einvoice_invalid:") for r in ex.review_reasons)  # the rules see the odd currency
+    assert ex.data["total"] == Decimal("3070.20")
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(xml[: len(xml) // 2])  # the root still sniffs as CII; the rest is cut off
+    result = process_document(broken, SETTINGS)
+    assert result.status == "failed" and "not a readable e-invoice" in result.error
