@@ -140,10 +140,10 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
                 except Exception as exc:  # the document keeps PyMuPDF's elements and says so
                     page_errors.append(f"{settings.layout.parser} parser failed, kept PyMuPDF elements: "
                                        f"{type(exc).__name__}: {exc}")
-            pages = apply_budgets(pages, settings.router, document.doc_id, context.budget_file)
             read = machine.read(doc, pages) if schema.schema_name == "invoice" else machine.MachineRead()
-            if machine.covers_document(read):
+            if machine.covers_document(read):  # before the budgets: these pages take none of the run's VLM pages
                 pages = [_not_for_vlm(p) for p in pages]
+            pages = apply_budgets(pages, settings.router, document.doc_id, context.budget_file)
             routed = [p.page_number for p in pages if p.decision.route == "vlm"]
             fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in pages])
             vlm = run_vlm_stage(doc, pages, schema, settings.vlm, layout_fields=fields)
