@@ -18,15 +18,15 @@ from docroute.extractors import detect, layout, layout_pymupdf, ocr, pdf
 from docroute.extractors import doctype as doctype_mod
 from docroute.extractors.document import DocumentHandle, SourceFile, open_handle
 from docroute.extractors.layout import LayoutOptions
-from docroute.pipelines import route
+from docroute.pipelines import machine, route
 from docroute.pipelines.budget import apply_budgets
 from docroute.pipelines.context import RunContext
-from docroute.pipelines.ingest import display_path, ingest, unreadable_id
+from docroute.pipelines.ingest import XML_MIME, display_path, ingest, unreadable_id
 from docroute.pipelines.redact import redact
 from docroute.pipelines.settings import Settings
-from docroute.pipelines.validate import build_extraction
+from docroute.pipelines.validate import build_extraction, merge_fields
 from docroute.pipelines.vlm import run_vlm_stage
-from docroute.schemas import Document, DocumentResult, Extraction, FieldValue, PageResult, ParsedPage
+from docroute.schemas import Document, DocumentResult, DocumentType, Extraction, FieldValue, PageResult, ParsedPage
 from docroute.schemas.registry import get_schema
 
 
@@ -46,7 +46,8 @@ def _unsupported_message(src: SourceFile) -> str:
         return "the file is empty (0 bytes); re-export or re-download it"
     return (
         f"not a supported document type: the bytes look like {src.detected}; "
-        "docroute reads PDF, PNG, JPEG and TIFF (the type comes from the content, not the file name)"
+        "docroute reads PDF, PNG, JPEG, TIFF and CII/UBL invoice XML (the type comes from the content, "
+        "not the file name)"
     )
 
 
@@ -133,6 +134,8 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
     if src.mime_type is None:
         return _failed(document, _unsupported_message(src), t0)
     schema = get_schema(settings.schema_name)
+    if src.mime_type == XML_MIME:
+        return _process_xml(src, document, schema, settings, t0)
     try:
         with open_handle(src, settings.passwords()) as doc:
             document = document.model_copy(update={"n_pages": doc.page_count})
@@ -148,10 +151,13 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
                 except Exception as exc:  # the document keeps PyMuPDF's elements and says so
                     page_errors.append(f"{settings.layout.parser} parser failed, kept PyMuPDF elements: "
                                        f"{type(exc).__name__}: {exc}")
+            read = machine.read(doc, pages) if schema.schema_name == "invoice" else machine.MachineRead()
+            if machine.covers_document(read):  # before the budgets: these pages take none of the run's VLM pages
+                pages = [_not_for_vlm(p) for p in pages]
             pages = apply_budgets(pages, settings.router, document.doc_id, context.budget_file)
             routed = [p.page_number for p in pages if p.decision.route == "vlm"]
             doctype = doctype_mod.classify([p.parsed for p in pages])
-            applies = doctype_mod.schema_applies(schema.schema_name, doctype)
+            applies = bool(read.found) or doctype_mod.schema_applies(schema.schema_name, doctype)  # an e-invoice is one
             fields, extra = (_extract_fields(schema.schema_name, [p.parsed for p in pages], doctype.kind) if applies
                              else ({}, []))
             if not applies and doctype.confidence < doctype_mod.NOT_APPLICABLE_MIN_CONFIDENCE:
@@ -161,9 +167,14 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
         return _failed(document, _unreadable(exc), t0)
     except pdf.DocumentOpenError as exc:
         return _failed(document, str(exc), t0)
+    if read.found:
+        printed = merge_fields(fields, vlm.fields)[0] if vlm.fields else fields
+        extra += machine.validation_reasons(read) + machine.cross_check(printed, read, pages)
     extraction: Extraction = build_extraction(
         schema, fields, routed_pages=routed, vlm_status=vlm.status, model=vlm.model, extra_reasons=extra,
-        vlm_fields=vlm.fields or None, raw_extra={"vlm_call": vlm.raw} if vlm.raw else None,
+        vlm_fields=vlm.fields or None,
+        raw_extra=({"vlm_call": vlm.raw} if vlm.raw else {}) | read.raw() or None,
+        machine_fields=machine.machine_fields(read) or None,
         not_applicable=None if applies else doctype.kind,
     )
     status = "partial" if page_errors else "ok"
@@ -172,6 +183,38 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
         extractions=(extraction, *vlm.extra), processed_at=datetime.now(UTC), duration_ms=_ms(t0),
         pipeline_version=PIPELINE_VERSION, document_type=doctype,
     )
+    return redact(result, settings.redact)
+
+
+def _not_for_vlm(page: PageResult) -> PageResult:
+    """A page of a document whose embedded e-invoice gives every field: not sent to the VLM."""
+    d = page.decision
+    if d.route != "vlm":
+        return page
+    why = "; not sent to the VLM: the embedded e-invoice gives the document's fields"
+    return page.model_copy(update={"decision": d.model_copy(update={
+        "route": "layout", "vlm_scope": "none", "explanation": d.explanation + why})})
+
+
+def _process_xml(src: SourceFile, document: Document, schema, settings: Settings, t0: float) -> DocumentResult:
+    """A bare CII or UBL invoice: one document, no pages; its fields all come from the XML."""
+    from docroute.extractors import einvoice
+
+    if schema.schema_name != "invoice":
+        return _failed(document, f"an XML e-invoice is read into the invoice schema, not {schema.schema_name}", t0)
+    try:
+        data = src.path.read_bytes()
+        inv = einvoice.parse(data)
+    except OSError as exc:
+        return _failed(document, f"cannot read the file: {exc.strerror or exc}; check it exists and is readable", t0)
+    except einvoice.EInvoiceError as exc:
+        return _failed(document, f"not a readable e-invoice: {exc}", t0)
+    read = machine.MachineRead(einvoice=einvoice.checked(inv, data))
+    extraction = build_extraction(schema, {}, extra_reasons=machine.validation_reasons(read),
+                                  raw_extra=read.raw(), machine_fields=machine.machine_fields(read))
+    result = DocumentResult(document=document, status="ok", extractions=(extraction,),
+                            processed_at=datetime.now(UTC), duration_ms=_ms(t0), pipeline_version=PIPELINE_VERSION,
+                            document_type=DocumentType(kind="invoice", confidence=1.0, evidence={"einvoice_xml": 1.0}))
     return redact(result, settings.redact)
 
 

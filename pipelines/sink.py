@@ -122,10 +122,11 @@ def element_rows(result: DocumentResult, run_id: str) -> list[dict]:
 
 
 def extraction_row(result: DocumentResult, ex: Extraction, run_id: str) -> dict:
+    # a field read from the page has a box; one read from an e-invoice's XML has its element path instead
     provenance = [
-        {"field": name, "page_number": fv.page_number, "x0": fv.bbox.x0, "y0": fv.bbox.y0, "x1": fv.bbox.x1,
-         "y1": fv.bbox.y1, "raw_text": fv.raw_text}
-        for name, fv in sorted(ex.fields.items()) if fv.bbox is not None
+        {"field": name, "page_number": fv.page_number, "x0": fv.bbox and fv.bbox.x0, "y0": fv.bbox and fv.bbox.y0,
+         "x1": fv.bbox and fv.bbox.x1, "y1": fv.bbox and fv.bbox.y1, "raw_text": fv.raw_text}
+        for name, fv in sorted(ex.fields.items()) if fv.bbox is not None or fv.source == "einvoice"
     ]
     return {
         "doc_id": result.document.doc_id, "file_name": result.document.file_name, **ex.data,

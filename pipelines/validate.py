@@ -130,6 +130,7 @@ def build_extraction(
     extra_reasons: Sequence[str] = (),
     vlm_fields: dict[str, FieldValue] | None = None,
     raw_extra: dict[str, Any] | None = None,
+    machine_fields: dict[str, FieldValue] | None = None,
     not_applicable: str | None = None,
 ) -> Extraction:
     """Validate the fields into ``schema`` and flag what needs review.
@@ -141,11 +142,17 @@ def build_extraction(
     confidence). Both are kept in ``raw_json`` (``layout`` and ``vlm``, with ``merged_from``); the
     extraction takes, per field, the more confident of the two (:func:`merge_fields`), and
     ``field_source`` names the winner.
+
+    ``machine_fields`` (an e-invoice's XML, source ``einvoice``; a payment QR code's, source ``qr``) win
+    over both: they are kept in ``raw_json`` as ``machine``, and ``merged_from`` names them.
     """
     layout_fields = fields
     merged_from: dict[str, str] = {}
     if vlm_fields:
         fields, merged_from = merge_fields(fields, vlm_fields)
+    if machine_fields:
+        fields = {**fields, **machine_fields}
+        merged_from |= {name: fv.source for name, fv in machine_fields.items()}
     data = {name: fv.value for name, fv in fields.items() if name in schema.model_fields}
     obj, errors = _validate(schema, data)
     kept = {k: v for k, v in fields.items() if k in obj.model_fields_set}
@@ -165,6 +172,9 @@ def build_extraction(
         raw["not_applicable"] = not_applicable
     if vlm_fields is not None:
         raw["vlm"] = _raw_fields(vlm_fields)
+    if machine_fields:
+        raw["machine"] = _raw_fields(machine_fields)
+    if vlm_fields is not None or machine_fields:
         raw["merged_from"] = merged_from
     if raw_extra:
         raw.update(jsonable(raw_extra))

@@ -13,10 +13,12 @@ import json
 import math
 import random
 import secrets
+import sys
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from unittest import mock
 
+import make_einvoice_samples
 import numpy as np
 import pymupdf
 from PIL import Image, ImageFilter
@@ -580,6 +582,7 @@ def build(out: Path) -> list[Path]:
         files[name] = data
         status = "partial" if name == "broken_truncated.pdf" else "failed"
         records.append(expected(name, "broken", None, error=error, status=status))
+    make_einvoice_samples.add_samples(sys.modules[__name__], files, records)
     for rec in records:
         text = json.dumps(rec, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         files[rec["file"].rsplit(".", 1)[0] + ".expected.json"] = text.encode()

@@ -16,7 +16,7 @@ from docroute.schemas.targets import Table
 Status = Literal["ok", "partial", "failed"]
 Route = Literal["layout", "vlm"]
 VlmStatus = Literal["not_routed", "unavailable", "ok", "truncated", "invalid", "timeout", "failed"]
-FieldSource = Literal["layout", "ocr", "vlm", "derived"]
+FieldSource = Literal["layout", "ocr", "vlm", "derived", "einvoice", "qr"]  # einvoice: embedded or bare XML; qr: a payment QR code
 ElementKind = Literal[
     "title", "text", "list_item", "table", "figure", "header", "footer", "key_value", "handwriting", "other"
 ]

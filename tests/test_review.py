@@ -37,6 +37,7 @@ def test_export_then_apply_corrections(sample_run, tmp_path):
     flagged = {(r["file_name"], r["field"]) for r in rows}
     assert ("broken_truncated.pdf", "total") in flagged  # a missing key field
     assert not any(f == "handwriting_note.pdf" for f, _ in flagged), "a letter has no invoice field to review"
+    assert ("einvoice_mismatch.pdf", "total") in flagged  # the picture and its XML disagree on the total
 
     scan = expected("invoice_scanned.pdf")["invoice"]
     corrections = tmp_path / "fix.csv"

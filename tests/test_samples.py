@@ -13,7 +13,7 @@ import pytest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_docs"
 GENERATOR = SAMPLES / "make_samples.py"
-DATA_SUFFIXES = {".pdf", ".png", ".json"}
+DATA_SUFFIXES = {".pdf", ".png", ".json", ".xml"}
 EXPECTED = {p.name.removesuffix(".expected.json"): json.loads(p.read_text(encoding="utf-8"))
             for p in sorted(SAMPLES.glob("*.expected.json"))}
 DIGITAL_PDFS = [e["file"] for e in EXPECTED.values() if e["kind"] != "broken" and e["file"].endswith(".pdf")]
@@ -34,11 +34,11 @@ def test_generator_reproduces_committed_samples(tmp_path):
 
 
 def test_every_expected_json_has_its_document_and_size_budget():
-    assert len(EXPECTED) == 13
+    assert len(EXPECTED) == 19  # 13 drawn by make_samples.py, 6 machine-readable by make_einvoice_samples.py
     for stem, exp in EXPECTED.items():
         assert exp["file"].rsplit(".", 1)[0] == stem
         assert (SAMPLES / exp["file"]).is_file(), exp["file"]
-    documents = {p.name for p in SAMPLES.iterdir() if p.suffix in {".pdf", ".png"}}
+    documents = {p.name for p in SAMPLES.iterdir() if p.suffix in {".pdf", ".png", ".xml"}}
     assert documents == {e["file"] for e in EXPECTED.values()}
     assert sum(p.stat().st_size for p in SAMPLES.iterdir() if p.is_file()) < 5 * 1024 * 1024
 
