@@ -26,7 +26,15 @@ from docroute.pipelines.redact import redact
 from docroute.pipelines.settings import Settings
 from docroute.pipelines.validate import build_extraction, merge_fields
 from docroute.pipelines.vlm import run_vlm_stage
-from docroute.schemas import Document, DocumentResult, DocumentType, Extraction, FieldValue, PageResult, ParsedPage
+from docroute.schemas import (
+    Document,
+    DocumentResult,
+    DocumentType,
+    Extraction,
+    FieldValue,
+    PageResult,
+    ParsedPage,
+)
 from docroute.schemas.registry import get_schema
 
 
