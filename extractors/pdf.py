@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,14 @@ class DocumentOpenError(ValueError):
 
 class PageTooLarge(ValueError):
     """The page cannot be rendered within the pixel budget at a readable resolution."""
+
+
+class PageUnreadable(RuntimeError):
+    """Neither MuPDF nor poppler could draw the page; the message says what each said."""
+
+
+class PageBudgetExceeded(ValueError):
+    """The page is over its budget (inflated content size or time): a page error, the others go on."""
 
 
 def _pymupdf():
@@ -114,6 +123,59 @@ def structure_damage() -> str | None:
         if line and any(m in line for m in _DAMAGE_MARKERS) and line not in seen:
             seen.append(line)
     return "; ".join(seen[:3]) if seen else None
+
+
+def warnings_mark() -> int:
+    """Where MuPDF's warnings of this process stand now: pass it to :func:`warnings_since`."""
+    return len(_pymupdf().TOOLS.mupdf_warnings(reset=False))
+
+
+def warnings_since(mark: int) -> str:
+    """What MuPDF warned about since ``mark`` (a page's own trouble: a stream it stopped decoding)."""
+    return _pymupdf().TOOLS.mupdf_warnings(reset=False)[mark:].strip()
+
+
+def _inflated(raw: bytes, limit: int) -> int:
+    """Bytes that the zlib data ``raw`` inflates to, counted up to ``limit`` + 1 (no more is inflated)."""
+    d, total, chunk = zlib.decompressobj(), 0, 1 << 20
+    try:
+        while raw and total <= limit:
+            out = d.decompress(raw, chunk)
+            total += len(out)
+            raw = d.unconsumed_tail
+            if d.eof or not out:
+                break
+    except zlib.error:  # damaged data: MuPDF stops where zlib stops, and so does the count
+        pass
+    return total
+
+
+def content_size(page: pymupdf.Page, limit: int) -> int:
+    """The inflated size of what MuPDF would interpret to draw ``page``: its content streams and the
+    form XObjects its resources name, counted without interpreting them and up to ``limit`` + 1.
+
+    Flate (alone, or with no filter) is inflated here in 1 MB steps and stops past ``limit``: a 3.6 MB
+    stream of 1.5 GB of no-op operators costs ``limit`` bytes of inflating (0.1 s per 100 MB), not the
+    minutes MuPDF spends interpreting it. Other filters are decoded by MuPDF (they expand far less).
+    A stream that cannot be read counts for nothing: MuPDF's own reading of the page says what is wrong.
+    """
+    doc = page.parent
+    xrefs = list(dict.fromkeys([*page.get_contents(), *(x[0] for x in page.get_xobjects() if x[0] > 0)]))
+    total = 0
+    for xref in xrefs:
+        try:
+            kind, value = doc.xref_get_key(xref, "Filter")
+            filters = value.strip("[] ").split() if kind in ("name", "array") else []
+            if filters in ([], ["/FlateDecode"], ["/Fl"]):
+                raw = doc.xref_stream_raw(xref) or b""
+                total += _inflated(raw, limit - total) if filters else len(raw)
+            else:
+                total += len(doc.xref_stream(xref) or b"")
+        except Exception:  # noqa: BLE001  (a damaged object: left to MuPDF's reading of the page)
+            continue
+        if total > limit:
+            break
+    return total
 
 
 def _bold(font: str | None) -> bool:
