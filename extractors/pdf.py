@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 import sys
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -232,11 +232,16 @@ def _drawings(page: pymupdf.Page) -> tuple[Drawing, ...]:
     return tuple(out)
 
 
-def read_page(page: pymupdf.Page, page_number: int) -> PageContent:
-    """Everything cheap that the page offers before layout parsing: text layer, graphics, ink."""
+def read_page(page: pymupdf.Page, page_number: int, check: Callable[[str], None] | None = None) -> PageContent:
+    """Everything cheap that the page offers before layout parsing: text layer, graphics, ink.
+
+    Each of the text layer, the image list and the drawings is one pass of MuPDF over the page's
+    content; ``check(stage)`` is called after each (the page's time budget: it raises to stop)."""
     pymupdf = _pymupdf()
+    check = check or (lambda stage: None)
     rect = page.rect
     words = read_words(page, page_number)
+    check("reading the text layer")
     n_chars = sum(len(w.text) for w in words)
     image_boxes, dpis, grays = [], [], []
     for info in page.get_image_info():
@@ -247,6 +252,7 @@ def read_page(page: pymupdf.Page, page_number: int) -> PageContent:
         grays.append(info.get("colorspace") == 1)
         if b.width > 0 and info.get("width"):
             dpis.append(info["width"] / (b.width / 72.0))
+    check("listing the images")
     ink_boxes, strokes = [], 0
     for annot in page.annots() or ():
         if annot.type[0] == pymupdf.PDF_ANNOT_INK:

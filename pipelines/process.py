@@ -86,8 +86,8 @@ def _check_content(page, page_number: int, settings: Settings) -> None:
     limit = int(settings.max_content_stream_mb * 1024 * 1024)
     if (size := pdf.content_size(page, limit)) > limit:
         raise pdf.PageBudgetExceeded(
-            f"the page's content streams inflate to over {size / 2**20:.0f} MB, over the "
-            f"{settings.max_content_stream_mb:g} MB limit (max_content_stream_mb, DOCROUTE_MAX_CONTENT_STREAM_MB): "
+            f"the page's content streams inflate to more than the {settings.max_content_stream_mb:g} MB limit "
+            f"(max_content_stream_mb, DOCROUTE_MAX_CONTENT_STREAM_MB; counting stopped at {size / 2**20:.0f} MB): "
             "not interpreted (a content-stream bomb, or a page too complex to read in time)")
 
 
@@ -103,16 +103,19 @@ def process_page(doc: DocumentHandle, page_number: int, settings: Settings) -> t
     try:
         page = doc.page(page_number)
         _check_content(page, page_number, settings)
-        content = pdf.read_page(page, page_number)
+        content = pdf.read_page(page, page_number, clock.check)
     except (pdf.PageBudgetExceeded, MemoryError):
         raise
     except Exception as exc:  # MuPDF cannot read the page: poppler may
+        if not _poppler_may_help(exc, doc, settings):
+            raise
         why = f"MuPDF failed ({_text(exc)})"
         page, content = None, _poppler_content(doc, page_number, settings, clock, why)
     clock.check("reading the page")
     image = dpi = None
     if content.has_text_layer:
         parsed = layout_pymupdf.parse_page(page, content, content.words, ocr=False, layout_model=settings.layout.model)
+        clock.check("parsing the layout")
     else:
         dpi = pdf.render_dpi(content)
         try:
@@ -122,11 +125,16 @@ def process_page(doc: DocumentHandle, page_number: int, settings: Settings) -> t
         except poppler.PopplerError as exc:  # poppler was drawing it already
             raise pdf.PageUnreadable(f"{why}; poppler failed too ({exc})") from None
         except Exception as exc:
+            if not _poppler_may_help(exc, doc, settings):
+                raise
             why = f"MuPDF failed to render it ({_text(exc)})"
             _poppler_content(doc, page_number, settings, clock, why, content)
             image = _poppler_image(doc, page_number, dpi, content, why)
+        if why is not None and poppler.blank(image):
+            raise pdf.PageUnreadable(f"{why}; poppler drew it blank: nothing recovered")
         clock.check("rendering")
-        if why is None and settings.poppler_fallback and (damage := _damage(doc, mark)) and poppler.blank(image):
+        if why is None and _poppler_may_help(None, doc, settings) and (damage := _damage(doc, mark)) \
+                and poppler.blank(image):
             image, why = _redraw_blank(doc, page_number, content, dpi, settings, clock, damage) or (image, None)
         words = ocr.ocr_words(image, dpi, clock.ocr(settings.ocr))
         clock.check("OCR")
@@ -145,6 +153,12 @@ def _text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+def _poppler_may_help(exc: Exception | None, doc: DocumentHandle, settings: Settings) -> bool:
+    """Poppler reads PDFs only, and not a page MuPDF ran out of memory on (poppler would too)."""
+    out_of_memory = exc is not None and ("malloc" in str(exc) or "out of memory" in str(exc).lower())
+    return settings.poppler_fallback and doc.source.mime_type == "application/pdf" and not out_of_memory
+
+
 def _damage(doc: DocumentHandle, mark: int) -> str | None:
     """Why a blank MuPDF page may be MuPDF's failure: the file was repaired, or it warned on this page."""
     if warned := pdf.warnings_since(mark):
@@ -156,8 +170,6 @@ def _poppler_content(doc: DocumentHandle, page_number: int, settings: Settings, 
                      content: PageContent | None = None) -> PageContent:
     """Hand the page to poppler (sized by ``pdfinfo`` when MuPDF could not tell): what is known of it
     is its size; it is read as a page image. Raises a page error saying both renderers failed."""
-    if not settings.poppler_fallback:
-        raise pdf.PageUnreadable(f"{why}; poppler_fallback is off")
     timeout_s = min(settings.poppler_timeout_s, clock.left())
     try:
         size = (content.width, content.height) if content else poppler.page_size(doc.data, page_number, timeout_s)
