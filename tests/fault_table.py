@@ -2,7 +2,8 @@
 
 Each fault test records through the ``fault_record`` fixture (tests/conftest.py) what it did and
 found: inputs tried, kills survived, rows lost and rows duplicated (the last two counted from the
-doc_ids of its output). When the session ends they are saved to RECORD, merged with the rows of
+doc_ids of its output), and for the hostile and fuzz corpora the pages MuPDF failed on that poppler
+read (``pages.renderer = 'poppler'``). When the session ends they are saved to RECORD, merged with the rows of
 earlier sessions, so running one fault test file updates its own rows only. Then
 
     python tests/fault_table.py                  # print the table rendered from RECORD
@@ -46,14 +47,16 @@ ROWS = {
         "planning, parsing, writing, after the last commit), 5 times in a row, then rerun; a second run during "
         "one of them is refused"),
 }
-HEADER = ("| test | what is done to docroute | inputs tried | kills survived | rows lost | rows duplicated |\n"
-          "|---|---|---:|---:|---:|---:|")
+HEADER = ("| test | what is done to docroute | inputs tried | kills survived | rows lost | rows duplicated "
+          "| pages MuPDF failed on, read by poppler |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
 
 
 def row(name: str, m: dict) -> str:
     file, what = ROWS[name]
     kills = "–" if m.get("kills") is None else m["kills"]
-    return f"| `{file}` | {what} | {m['inputs']} | {kills} | {m['lost']} | {m['duplicated']} |"
+    poppler = "–" if m.get("poppler_pages") is None else m["poppler_pages"]
+    return f"| `{file}` | {what} | {m['inputs']} | {kills} | {m['lost']} | {m['duplicated']} | {poppler} |"
 
 
 def _prefix(name: str) -> str:

@@ -290,7 +290,11 @@ def test_hostile_corpus_through_the_cli(prefect_api, tmp_path, monkeypatch, faul
     by_name = {r[0]: r for r in docs}
     _, duplicated = committed(out)
     lost = len(expect) - len({r[5] for r in docs if r[0] in expect})
-    fault_record(inputs=len(expect), lost=lost, duplicated=duplicated)
+    renderers = dict(rows("SELECT file_name || '/' || page_number, renderer FROM {pages} JOIN {documents} USING (doc_id) "
+                          "WHERE file_name IN ('content_bomb_1500mb.pdf', 'mupdf_rejects_page_2.pdf', "
+                          "'neither_reads_page_2.pdf')"))
+    (poppler_pages,), = rows("SELECT count(*) FROM {pages} WHERE renderer = 'poppler'")
+    fault_record(inputs=len(expect), lost=lost, duplicated=duplicated, poppler_pages=poppler_pages)
     assert (lost, duplicated) == (0, 0), "every input has its row, no row twice"
     assert len(docs) == len(by_name) == len({r[5] for r in docs}), "one row per input, none twice"
     assert set(by_name) == set(expect), "every input is accounted for, nothing else"
@@ -302,6 +306,8 @@ def test_hostile_corpus_through_the_cli(prefect_api, tmp_path, monkeypatch, faul
         if phrase:
             assert phrase.lower() in (error or "").lower(), (name, error)
     assert by_name["pages_2000.pdf"][3] == 2000
+    assert renderers == {"content_bomb_1500mb.pdf/1": "pymupdf", "mupdf_rejects_page_2.pdf/1": "pymupdf",
+                         "mupdf_rejects_page_2.pdf/2": "poppler", "neither_reads_page_2.pdf/1": "pymupdf"}, renderers
     assert rows("SELECT count(*) FROM {pages} JOIN {documents} USING (doc_id) WHERE file_name = 'pages_2000.pdf'") == [(2000,)]
     assert by_name[NON_UTF8_SHOWN][4].endswith(NON_UTF8_SHOWN), "non-UTF-8 bytes are written as \\xNN"
     for table in ("pages", "elements"):
