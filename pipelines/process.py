@@ -3,6 +3,24 @@
 ingest -> pages (PyMuPDF; tesseract for pages without a text layer) -> layout parse -> signals ->
 route -> fields (layout route) -> VLM stage (routed pages) -> validate. Document problems never raise:
 they come back as a ``failed`` (or ``partial``) result carrying the reason.
+
+A page has two renderers and a budget. MuPDF reads it; where MuPDF raises while reading or rendering
+it, or draws blank a page of a damaged PDF (repaired, or MuPDF warned while reading the page), poppler
+draws it (extractors/poppler.py) and tesseract reads it; ``pages.renderer`` says which drew it and
+``renderer_note`` why, and the document's error says what was recovered and how. A page neither can
+draw is a page error saying what each said.
+
+The budget: MuPDF cannot be interrupted from Python in the middle of a call (it holds the GIL, so a
+watchdog thread does not even run, and a signal is handled only once the call returns), so what it
+is given is bounded instead. Before MuPDF interprets a page, the content streams it would interpret
+(and the forms its resources name) are inflated and counted, cheaply and only up to
+``max_content_stream_mb``; a page over it is refused (a 1.5 GB content-stream bomb, 2 MB on disk,
+ends in 0.5 s instead of running for minutes). The page's pixels are bounded by the render budget
+(``pdf.render_dpi``). Its time, ``page_timeout_s``, is checked between MuPDF's passes over the page
+and between the stages, and tesseract and poppler (subprocesses, killed at their timeout) get only
+the time left; a page over either limit is a page error naming the limit and its setting, and the
+document's other pages are kept. The one overrun left is a single MuPDF pass, bounded by the content
+limit (about 3 s per 100 MB of no-op operators here).
 """
 
 from __future__ import annotations
@@ -56,15 +74,7 @@ def _unsupported_message(src: SourceFile) -> str:
 
 
 class _PageClock:
-    """A page's time budget (``page_timeout_s``), checked between its stages.
-
-    MuPDF cannot be interrupted from Python in the middle of a call (it holds the GIL: a watchdog
-    thread does not even run), so one call is bounded by what it is given instead: the content
-    streams it would interpret are measured and refused over ``max_content_stream_mb`` before it
-    starts (``pdf.content_size``), and the page's pixels by the render budget. Between the stages
-    (reading, rendering, OCR, poppler) the clock is checked, and the subprocesses (tesseract, poppler)
-    get only the time left. A page over its budget is a page error naming the limit and its setting.
-    """
+    """A page's time budget (``page_timeout_s``), checked between its stages (see the module docstring)."""
 
     def __init__(self, t0: float, settings: Settings):
         self.t0, self.limit = t0, settings.page_timeout_s
