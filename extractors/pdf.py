@@ -160,6 +160,8 @@ def content_size(page: pymupdf.Page, limit: int) -> int:
     A stream that cannot be read counts for nothing: MuPDF's own reading of the page says what is wrong.
     """
     doc = page.parent
+    if not doc.is_pdf:  # an image input: no content streams
+        return 0
     xrefs = list(dict.fromkeys([*page.get_contents(), *(x[0] for x in page.get_xobjects() if x[0] > 0)]))
     total = 0
     for xref in xrefs:

@@ -62,6 +62,13 @@ def test_a_real_invoice_with_a_flipped_byte_is_read_by_poppler(tmp_path):
     assert intact.status == "ok" and intact.pages[0].renderer == "pymupdf", "an intact file never asks poppler"
 
 
+def test_an_image_input_is_read_by_mupdf_alone(tmp_path):
+    f = tmp_path / "photo.png"
+    f.write_bytes((SAMPLES / "invoice_photo.png").read_bytes())
+    result = process_document(f, Settings(workers=1))
+    assert result.status == "ok" and [p.renderer for p in result.pages] == ["pymupdf"], result.error
+
+
 def test_a_page_mupdf_cannot_render_is_redrawn_by_poppler(tmp_path, monkeypatch):
     """A scan page whose render raises in MuPDF (simulated: MuPDF's real render failures on a scan
     are rare) comes back from poppler with its OCR text; the page MuPDF did render is left alone."""
