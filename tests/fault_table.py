@@ -29,7 +29,8 @@ RECORD = Path(os.environ.get("DOCROUTE_FAULT_RECORD") or REPO / ".pytest_cache" 
 # test function -> (its file, what it does to docroute): the table's rows, in this order
 ROWS = {
     "test_hostile_corpus_through_the_cli": (
-        "test_hostile.py", "the hostile corpus below, through the CLI (2 workers, 768 MB worker limit)"),
+        "test_hostile.py", "the hostile corpus below (a 1.5 GB content-stream bomb and pages MuPDF cannot read among "
+        "them), through the CLI (2 workers, 768 MB worker limit)"),
     "test_mutated_pdfs_always_give_one_clean_row": (
         "test_fuzz.py", "mutated PDFs (byte flips, truncation, cut/duplicated slices, junk, extreme numbers in "
         "the PDF syntax) through ingest and parse in the worker pool, derandomized"),
