@@ -9,9 +9,11 @@ and 160 MB per process). We block that import here and load the model only when 
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -135,13 +137,20 @@ def warnings_since(mark: int) -> str:
     return _pymupdf().TOOLS.mupdf_warnings(reset=False)[mark:].strip()
 
 
-def _inflated(raw: bytes, limit: int) -> int:
-    """Bytes that the zlib data ``raw`` inflates to, counted up to ``limit`` + 1 (no more is inflated)."""
+# "/Name Do": a content stream drawing an XObject (a form drawn N times is interpreted N times)
+_DO = re.compile(rb"/([^\s/\[\]()<>{}%]+)\s*Do\b")
+
+
+def _inflated(raw: bytes, limit: int, calls: Counter | None = None) -> int:
+    """Bytes that the zlib data ``raw`` inflates to, counted up to ``limit`` + 1 (no more is inflated);
+    the XObjects it draws are counted into ``calls`` by name."""
     d, total, chunk = zlib.decompressobj(), 0, 1 << 20
     try:
         while raw and total <= limit:
             out = d.decompress(raw, chunk)
             total += len(out)
+            if calls is not None:
+                calls.update(_DO.findall(out))
             raw = d.unconsumed_tail
             if d.eof or not out:
                 break
@@ -150,31 +159,46 @@ def _inflated(raw: bytes, limit: int) -> int:
     return total
 
 
+def _stream_size(doc: pymupdf.Document, xref: int, limit: int, calls: Counter | None = None) -> int:
+    try:
+        kind, value = doc.xref_get_key(xref, "Filter")
+        filters = value.strip("[] ").split() if kind in ("name", "array") else []
+        if filters in (["/FlateDecode"], ["/Fl"]):
+            return _inflated(doc.xref_stream_raw(xref) or b"", limit, calls)
+        data = (doc.xref_stream_raw(xref) if not filters else doc.xref_stream(xref)) or b""
+    except Exception:  # noqa: BLE001  (a damaged object: left to MuPDF's reading of the page)
+        return 0
+    if calls is not None:
+        calls.update(_DO.findall(data))
+    return len(data)
+
+
 def content_size(page: pymupdf.Page, limit: int) -> int:
     """The inflated size of what MuPDF would interpret to draw ``page``: its content streams and the
-    form XObjects its resources name, counted without interpreting them and up to ``limit`` + 1.
+    form XObjects its resources name, each form counted as often as the page's content draws it;
+    measured without interpreting anything and only up to ``limit`` + 1.
 
-    Flate (alone, or with no filter) is inflated here in 1 MB steps and stops past ``limit``: a 3.6 MB
-    stream of 1.5 GB of no-op operators costs ``limit`` bytes of inflating (0.1 s per 100 MB), not the
-    minutes MuPDF spends interpreting it. Other filters are decoded by MuPDF (they expand far less).
-    A stream that cannot be read counts for nothing: MuPDF's own reading of the page says what is wrong.
+    Flate (alone, or no filter) is inflated here in 1 MB steps and stops past ``limit``: a 2 MB stream
+    of 1.5 GB of no-op operators costs ``limit`` bytes of inflating (0.1 s per 100 MB), not the minutes
+    MuPDF spends interpreting it. Other filters are decoded by MuPDF (they expand far less). A form
+    drawn by another form is counted once. A stream that cannot be read counts for nothing: MuPDF's own
+    reading of the page says what is wrong.
     """
-    doc = page.parent
-    if not doc.is_pdf:  # an image input: no content streams
+    if not page.parent.is_pdf:  # an image input: no content streams
         return 0
-    xrefs = list(dict.fromkeys([*page.get_contents(), *(x[0] for x in page.get_xobjects() if x[0] > 0)]))
-    total = 0
-    for xref in xrefs:
-        try:
-            kind, value = doc.xref_get_key(xref, "Filter")
-            filters = value.strip("[] ").split() if kind in ("name", "array") else []
-            if filters in ([], ["/FlateDecode"], ["/Fl"]):
-                raw = doc.xref_stream_raw(xref) or b""
-                total += _inflated(raw, limit - total) if filters else len(raw)
-            else:
-                total += len(doc.xref_stream(xref) or b"")
-        except Exception:  # noqa: BLE001  (a damaged object: left to MuPDF's reading of the page)
-            continue
+    doc, calls, total = page.parent, Counter(), 0
+    try:
+        contents = page.get_contents()
+        forms = [(xref, name.encode(), invoker) for xref, name, invoker, _ in page.get_xobjects() if xref > 0]
+    except Exception:  # noqa: BLE001  (a damaged page: left to MuPDF's reading of it)
+        return 0
+    for xref in contents:
+        total += _stream_size(doc, xref, limit - total, calls)
+        if total > limit:
+            return total
+    for xref, name, invoker in forms:
+        times = max(1, calls[name]) if invoker == 0 else 1
+        total += times * _stream_size(doc, xref, (limit - total) // times)
         if total > limit:
             break
     return total

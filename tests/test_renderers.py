@@ -12,7 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-from test_hostile import NOOPS, _stream, content_bomb, deflate_repeated, mupdf_rejected_page, two_pages
+from test_hostile import (
+    NOOPS,
+    _stream,
+    content_bomb,
+    deflate_repeated,
+    mupdf_rejected_page,
+    raw_pdf,
+    two_pages,
+)
 
 from docroute.extractors import pdf, poppler
 from docroute.pipelines.process import process_document
@@ -116,6 +124,22 @@ def test_a_content_stream_bomb_is_a_page_error_within_seconds(tmp_path):
     assert len(_run(tmp_path, small).pages) == 2, "3 MB of content is read under the default limit"
     refused = _run(tmp_path, small, max_content_stream_mb=2)
     assert len(refused.pages) == 1 and "2 MB limit (max_content_stream_mb" in refused.error
+
+
+def test_a_form_drawn_many_times_counts_as_often_as_it_is_drawn(tmp_path):
+    """A 1.4 MB content stream drawing one 2 KB form 100,000 times: 200 MB for MuPDF to interpret."""
+    def drawing(content: bytes) -> bytes:
+        form = _stream(NOOPS[:2048], b"/Type /XObject /Subtype /Form /BBox [0 0 10 10]")
+        return raw_pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+                        b"/Resources << /XObject << /Fm1 5 0 R >> >> >>", _stream(content), form])
+
+    t0 = time.perf_counter()
+    result = _run(tmp_path, drawing(b"/Fm1 Do\n" * 100_000))
+    assert time.perf_counter() - t0 < 10
+    assert result.status == "failed" and "100 MB limit (max_content_stream_mb" in result.error, result.error
+    once = _run(tmp_path, drawing(b"/Fm1 Do\n" + b"% \n" * 100_000))  # the same size, the form drawn once
+    assert once.status == "ok", once.error
 
 
 def test_a_page_over_its_time_budget_is_a_page_error(tmp_path):
