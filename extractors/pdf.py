@@ -179,7 +179,7 @@ def content_size(page: pymupdf.Page, limit: int) -> int:
     measured without interpreting anything and only up to ``limit`` + 1.
 
     Flate (alone, or no filter) is inflated here in 1 MB steps and stops past ``limit``: a 2 MB stream
-    of 1.5 GB of no-op operators costs ``limit`` bytes of inflating (0.1 s per 100 MB), not the minutes
+    of 1.5 GB of no-op operators costs ``limit`` bytes of inflating (0.3 s per 100 MB), not the minutes
     MuPDF spends interpreting it. Other filters are decoded by MuPDF (they expand far less). A form
     drawn by another form is counted once. A stream that cannot be read counts for nothing: MuPDF's own
     reading of the page says what is wrong.
