@@ -51,6 +51,7 @@ class DocumentHandle:
     doc: pymupdf.Document
     _pages: dict[int, Any] = field(default_factory=dict, repr=False)
     _renders: dict[tuple, Image.Image] = field(default_factory=dict, repr=False)
+    passwords: tuple[str, ...] = field(default=(), repr=False)  # an encrypted PDF's, for poppler
     # pages drawn by poppler: page -> (width, height in points, seconds one poppler call may take)
     _poppler: dict[int, tuple[float, float, float]] = field(default_factory=dict, repr=False)
 
@@ -75,7 +76,7 @@ class DocumentHandle:
             if (number, dpi, gray, None, annots) not in self._renders:
                 timeout_s = self._poppler[number][2]
                 self._renders[(number, dpi, gray, None, annots)] = poppler.render(
-                    self.data, number, dpi, gray=gray, timeout_s=timeout_s)
+                    self.data, number, dpi, gray=gray, timeout_s=timeout_s, passwords=self.passwords)
         if key not in self._renders:
             whole = self._renders.get((number, dpi, gray, None, annots))
             if clip is not None and whole is not None:  # a part of a page already rendered at this dpi
@@ -128,7 +129,7 @@ def open_handle(source: SourceFile, passwords: Sequence[str] = ()) -> Iterator[D
     """Read ``source``'s bytes once and open them; raises :class:`pdf.DocumentOpenError` with the reason."""
     data = source.path.read_bytes()
     with pdf.open_document(source.path, source.mime_type or "", passwords, data=data) as doc:
-        handle = DocumentHandle(source=source, data=data, doc=doc)
+        handle = DocumentHandle(source=source, data=data, doc=doc, passwords=tuple(passwords))
         try:
             yield handle
         finally:

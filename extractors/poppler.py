@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,12 +40,26 @@ def _seconds(timeout_s: float) -> int:
     return max(1, math.ceil(timeout_s))
 
 
-def page_size(data: bytes, number: int, timeout_s: float) -> tuple[float, float]:
+def _with_password(call, passwords: Sequence[str]):
+    """``call(userpw)`` without a password, then with each of ``passwords`` (an encrypted PDF)."""
+    import pdf2image
+
+    for i, password in enumerate((None, *passwords)):
+        try:
+            return call(password)
+        except pdf2image.exceptions.PDFPageCountError as exc:
+            if "password" not in str(exc).lower() or i == len(passwords):
+                raise
+    raise AssertionError("unreachable")
+
+
+def page_size(data: bytes, number: int, timeout_s: float, passwords: Sequence[str] = ()) -> tuple[float, float]:
     """Page ``number``'s size in points, as poppler reads it (``pdfinfo``)."""
     import pdf2image
 
     try:
-        info = pdf2image.pdfinfo_from_bytes(data, first_page=number, last_page=number, timeout=_seconds(timeout_s))
+        info = _with_password(lambda pw: pdf2image.pdfinfo_from_bytes(
+            data, userpw=pw, first_page=number, last_page=number, timeout=_seconds(timeout_s)), passwords)
     except Exception as exc:  # PDFInfoNotInstalledError, PDFPageCountError, PDFPopplerTimeoutError...
         raise PopplerError(f"pdfinfo failed: {type(exc).__name__}: {str(exc).strip()[:200]}") from exc
     size = next((v for k, v in info.items() if re.fullmatch(rf"Page\s+{number} size", k)), None)
@@ -57,17 +72,19 @@ def page_size(data: bytes, number: int, timeout_s: float) -> tuple[float, float]
     return w, h
 
 
-def render(data: bytes, number: int, dpi: float, *, gray: bool, timeout_s: float) -> Image.Image:
-    """Page ``number`` (1-based) of the PDF ``data`` at ``dpi`` (whole dots, as MuPDF renders)."""
+def render(data: bytes, number: int, dpi: float, *, gray: bool, timeout_s: float,
+           passwords: Sequence[str] = ()) -> Image.Image:
+    """Page ``number`` (1-based) of the PDF ``data`` at ``dpi`` (whole dots, as MuPDF renders);
+    an encrypted PDF is opened with the first of ``passwords`` that poppler accepts."""
     import pdf2image
 
     if not available():
         raise PopplerError("poppler is not installed: apt-get install poppler-utils (scripts/system_deps.sh)")
     try:
-        images = pdf2image.convert_from_bytes(
+        images = _with_password(lambda pw: pdf2image.convert_from_bytes(
             data, dpi=max(1, int(round(dpi))), first_page=number, last_page=number, grayscale=gray,
-            use_cropbox=True, timeout=_seconds(timeout_s),
-        )
+            use_cropbox=True, userpw=pw, timeout=_seconds(timeout_s),
+        ), passwords)
     except pdf2image.exceptions.PDFPopplerTimeoutError as exc:
         raise PopplerError(f"poppler timed out after {_seconds(timeout_s)} s") from exc
     except Exception as exc:

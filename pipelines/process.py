@@ -182,7 +182,8 @@ def _poppler_content(doc: DocumentHandle, page_number: int, settings: Settings, 
     is its size; it is read as a page image. Raises a page error saying both renderers failed."""
     timeout_s = min(settings.poppler_timeout_s, clock.left())
     try:
-        size = (content.width, content.height) if content else poppler.page_size(doc.data, page_number, timeout_s)
+        size = (content.width, content.height) if content else \
+            poppler.page_size(doc.data, page_number, timeout_s, doc.passwords)
     except poppler.PopplerError as exc:
         raise pdf.PageUnreadable(f"{why}; poppler failed too ({exc})") from None
     doc.use_poppler(page_number, size, timeout_s)

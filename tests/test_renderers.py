@@ -54,6 +54,18 @@ def test_a_page_mupdf_refuses_is_read_by_poppler_and_marked(tmp_path):
     assert len(before.pages) == 1 and "page 2: RuntimeError" in before.error, before.error
 
 
+def test_poppler_opens_an_encrypted_pdf_with_the_password_that_opened_it(tmp_path):
+    import pymupdf
+
+    doc = pymupdf.open(stream=mupdf_rejected_page())
+    data = doc.tobytes(encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="s3cret", owner_pw="owner-s3cret")
+    passwords = tmp_path / "pw.txt"
+    passwords.write_text("wrong\ns3cret\n")
+    result = _run(tmp_path, data, password_file=passwords)
+    assert [p.renderer for p in result.pages] == ["pymupdf", "poppler"], result.error
+    assert "INVOICE 4471" in result.pages[1].parsed.text
+
+
 def test_a_real_invoice_with_a_flipped_byte_is_read_by_poppler(tmp_path):
     data = bytearray(realdoc("invoice2data/FlipkartInvoice.pdf").read_bytes())
     at, value = FLIPKART_FLIP
