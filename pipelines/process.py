@@ -146,7 +146,11 @@ def process_page(doc: DocumentHandle, page_number: int, settings: Settings) -> t
         if why is None and _poppler_may_help(None, doc, settings) and (damage := _damage(doc, mark)) \
                 and poppler.blank(image):
             image, why = _redraw_blank(doc, page_number, content, dpi, settings, clock, damage) or (image, None)
-        words = ocr.ocr_words(image, dpi, clock.ocr(settings.ocr))
+        try:
+            words = ocr.ocr_words(image, dpi, clock.ocr(settings.ocr))
+        except ocr.OcrError:  # tesseract cut short by the page's budget: say so
+            clock.check("OCR")
+            raise
         clock.check("OCR")
         parsed = layout_pymupdf.parse_page(page, content, words, ocr=True)
 
