@@ -164,3 +164,12 @@ def test_a_page_over_its_time_budget_is_a_page_error(tmp_path):
     assert "page 2: PageBudgetExceeded" in result.error and "page_timeout_s, DOCROUTE_PAGE_TIMEOUT_S" in result.error
     assert "by the end of reading the text layer" in result.error, result.error
     assert took < 15, took
+
+
+def test_tesseract_gets_only_the_time_left_in_the_page_budget(tmp_path):
+    """A scan takes tesseract about a second here: with a 0.5 s page budget it is cut, and the page
+    error names the page budget, not an OCR timeout."""
+    t0 = time.perf_counter()
+    result = _run(tmp_path, (SAMPLES / "invoice_scanned.pdf").read_bytes(), page_timeout_s=0.5)
+    assert time.perf_counter() - t0 < 10
+    assert result.status == "failed" and "over its 0.5 s budget (page_timeout_s" in result.error, result.error
