@@ -92,7 +92,7 @@ class _PageClock:
         return options.model_copy(update={"timeout_s": max(0.1, min(options.timeout_s, self.left()))})
 
 
-def _check_content(page, page_number: int, settings: Settings) -> None:
+def _check_content(page, settings: Settings) -> None:
     limit = int(settings.max_content_stream_mb * 1024 * 1024)
     if (size := pdf.content_size(page, limit)) > limit:
         raise pdf.PageBudgetExceeded(
@@ -112,7 +112,7 @@ def process_page(doc: DocumentHandle, page_number: int, settings: Settings) -> t
     why = None  # why poppler draws the page
     try:
         page = doc.page(page_number)
-        _check_content(page, page_number, settings)
+        _check_content(page, settings)
         content = pdf.read_page(page, page_number, clock.check)
     except (pdf.PageBudgetExceeded, MemoryError):
         raise
