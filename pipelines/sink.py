@@ -102,7 +102,7 @@ def page_rows(result: DocumentResult, run_id: str) -> list[dict]:
                  "y1": r.bbox.y1, "source": r.source, "evidence": _map(r.evidence), "why": r.why}
                 for r in p.decision.regions
             ],
-            "vlm_scope": p.decision.vlm_scope,
+            "vlm_scope": p.decision.vlm_scope, "renderer": p.renderer, "renderer_note": p.renderer_note,
         }
         for p in result.pages
     ]

@@ -87,6 +87,9 @@ PAGES = pa.schema([
         ("why", pa.string()),
     ]))),
     ("vlm_scope", pa.string()),
+    # what drew the page: pymupdf, or poppler where MuPDF failed on it; renderer_note says why (null: before)
+    ("renderer", pa.string()),
+    ("renderer_note", pa.string()),
 ])
 
 ELEMENTS = pa.schema([

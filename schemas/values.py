@@ -251,6 +251,9 @@ class PageResult(Frozen):
     decision: RouteDecision
     vlm_status: VlmStatus = "not_routed"
     duration_ms: float = 0.0
+    # what drew the page: MuPDF, or poppler where MuPDF failed on it (extractors/poppler.py), and why
+    renderer: Literal["pymupdf", "poppler"] | None = None
+    renderer_note: str | None = None
 
     @property
     def page_number(self) -> int:

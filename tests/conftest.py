@@ -135,11 +135,13 @@ def fault_measurements():
 
 @pytest.fixture
 def fault_record(request, fault_measurements):
-    """``fault_record(inputs=, lost=, duplicated=, kills=)``: this test's row of README "Fault tests",
-    as measured. ``kills`` is None for a test that kills nothing."""
+    """``fault_record(inputs=, lost=, duplicated=, kills=, poppler_pages=)``: this test's row of README
+    "Fault tests", as measured. ``kills`` is None for a test that kills nothing; ``poppler_pages`` (pages
+    MuPDF failed on that poppler read) is None for a test that does not count them."""
 
-    def record(*, inputs: int, lost: int, duplicated: int, kills: int | None = None) -> None:
+    def record(*, inputs: int, lost: int, duplicated: int, kills: int | None = None,
+               poppler_pages: int | None = None) -> None:
         fault_measurements[request.node.originalname] = {
-            "inputs": inputs, "kills": kills, "lost": lost, "duplicated": duplicated}
+            "inputs": inputs, "kills": kills, "lost": lost, "duplicated": duplicated, "poppler_pages": poppler_pages}
 
     return record
