@@ -18,41 +18,16 @@ from docroute.schemas.values import BBox, FieldValue, ParsedPage, Word
 from . import line_items as li
 from . import parties
 from .amounts import NumberStyle, find_amounts, numeric_core
+from .common import FALLBACK, Candidate, clean_id, order_of, to_field, valid_id
 from .conventions import currency_votes, infer_style
 from .currency import currency_code
-from .dates import find_dates, numeric_date_parts
+from .dates import find_dates
 from .labels import OTHER, SHIP_TO, LabelHit, find_labels, hits_by_row
-from .lines import Row, fold, page_rows, word_confidence, words_source
+from .lines import Row, page_rows, words_source
 from .regions import BELOW, below, right_of
 
 AMOUNT_FIELDS = ("subtotal", "tax_total", "total")
-FALLBACK = 0.6  # match quality of a value found by a fallback heuristic rather than next to its label
-
-
-@dataclass(frozen=True)
-class Candidate:
-    value: object
-    words: tuple[Word, ...]
-    quality: float  # label strength x placement x parse cleanliness (0..1)
-    page_number: int
-    order: tuple[int, float]  # (page, y): where it is printed
-
-
-def _field(name: str, cand: Candidate, *, source: str | None = None, quality: float | None = None) -> FieldValue:
-    words = cand.words
-    q = cand.quality if quality is None else quality
-    conf = (word_confidence(words) if words else 1.0) * q
-    return FieldValue(
-        name=name, value=cand.value, confidence=round(max(0.0, min(1.0, conf)), 4),
-        source=source or (words_source(words) if words else "derived"),
-        page_number=cand.page_number,
-        bbox=BBox.enclosing([w.bbox for w in words]) if words else None,
-        raw_text=" ".join(w.text for w in words) if words else None,
-    )
-
-
-def _order(words: Sequence[Word], page_number: int) -> tuple[int, float]:
-    return (page_number, min(w.bbox.y0 for w in words) if words else 0.0)
+_field, _order = to_field, order_of
 
 
 @dataclass(frozen=True)
@@ -80,27 +55,7 @@ class _Doc:
 
 
 # --------------------------------------------------------------------------- identifiers
-def _clean_id(text: str) -> str:
-    t = text.strip().strip(",;")
-    while t[:1] in {"#", ":", "°"}:
-        t = t[1:].strip()
-    for prefix in ("n°", "nº", "no.", "nr."):
-        if fold(t).startswith(prefix) and len(t) > len(prefix):
-            t = t[len(prefix):].strip()
-    return t.rstrip(".:")
-
-
-def _valid_id(text: str) -> bool:
-    if len(text) < 2 or not any(c.isdigit() for c in text) or text.endswith("%"):
-        return False
-    if numeric_date_parts(text) is not None:
-        return False
-    core = numeric_core(text)
-    if core is not None:  # a plain number: an id only without decimals ("42183017", not "41,31")
-        seps = [c for c in core if c in ".,"]
-        if seps and len(core) - core.rfind(seps[-1]) - 1 in (1, 2):
-            return False
-    return True
+_clean_id, _valid_id = clean_id, valid_id
 
 
 def _invoice_number(doc: _Doc) -> tuple[Candidate, LabelHit] | None:

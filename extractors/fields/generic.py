@@ -1,0 +1,130 @@
+"""The schema-driven field extractor: any ``TargetSchema`` on the layout path, no templates, no GPU.
+
+``extract_fields(schema, pages)`` reads words and their geometry (text layer or OCR) and returns one
+``FieldValue`` per schema field it found, with the invoice path's building blocks: rows and phrases
+(``lines``), fuzzy label matching (``labels.Lexicon``) on labels taken from the model itself
+(``schema_labels``: field names, aliases, ``labels``, short descriptions, synonyms from
+``synonyms.toml``), the value right of the label, below it, or in the same phrase/box (``regions``),
+parsed by the field's type with the document's own number and date conventions (``values``, which
+uses ``dates``/``amounts``), and ``list[Model]`` fields read from tables (``tables``).
+
+The invoice lexicon's labels that name no field of the schema ("Phone", "IBAN", "Page"...) still end a
+value: a value runs from its label to the next label on the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from docroute.schemas.values import FieldValue, ParsedPage
+
+from .common import Candidate, order_of, to_field
+from .conventions import infer_style
+from .labels import LEXICON, OTHER, LabelHit, Lexicon, find_labels, hits_by_row
+from .lines import Row, page_rows
+from .regions import Region, below, right_of
+from .schema_labels import BOOL, TABLE, FieldSpec, field_specs, lexicon_entries
+from .tables import read_list
+from .values import mark, read_value
+
+
+def lexicon_for(specs: Sequence[FieldSpec]) -> Lexicon:
+    """The schema's labels, plus the invoice lexicon's other labels as value stoppers (``OTHER``)."""
+    entries = lexicon_entries(s for s in specs if s.kind != TABLE)
+    own = {label for labels in entries.values() for label, _ in labels}
+    stoppers = [(label, w) for labels in LEXICON.values() for label, w in labels
+                if " ".join(label.split()).lower() not in own]
+    return Lexicon.of({**entries, OTHER: stoppers})
+
+
+def _value_start(hit: LabelHit) -> tuple[int, int]:
+    phrase = hit.row.phrases[hit.phrase]
+    return (hit.phrase, hit.end) if hit.end < len(phrase.words) else (hit.phrase + 1, 0)
+
+
+def _regions(hit: LabelHit, rows_at: dict[int, tuple[Row, ...]], hits_at) -> list[Region]:
+    """Right of the label and below it; below first when the label has no colon and its value box is
+    left-aligned under it (labels above values, as in boxed forms)."""
+    row_hits = hits_at.get((hit.page_number, hit.row.index), ())
+    start = _value_start(hit)
+    # a stopper label right where the value starts is the value ("Terms: Net 30"), not the next label
+    stops = [h for h in row_hits if not (h.field == OTHER and (h.phrase, h.start) == start)]
+    right = right_of(hit, stops)
+    down = below(hit, rows_at[hit.page_number], hits_at)
+    colon = hit.words[-1].text.rstrip().endswith((":", "#")) if hit.words else False
+    if down is not None and (right is None or right.position < 1.0) and not colon:
+        height = max(hit.bbox.height, 1.0)
+        if abs(down.words[0].bbox.x0 - hit.bbox.x0) < 1.5 * height:
+            return [down] + ([right] if right else [])
+    return [r for r in (right, down) if r is not None]
+
+
+def _bool_candidate(spec: FieldSpec, hit: LabelHit, row_words) -> Candidate | None:
+    """A check box beside its label: a mark just left of the label (or right of it); no mark = unchecked."""
+    height = max(hit.bbox.height, 1.0)
+    left = [w for w in row_words if w.bbox.x1 <= hit.bbox.x0 + 1 and hit.bbox.x0 - w.bbox.x1 < 3 * height]
+    right = [w for w in row_words if w.bbox.x0 >= hit.bbox.x1 - 1 and w.bbox.x0 - hit.bbox.x1 < 3 * height]
+    for words in (left[-1:], right[:1]):
+        found = mark(words)
+        if found is not None:
+            return Candidate(found, tuple(words), hit.score, hit.page_number, order_of(words, hit.page_number))
+    return Candidate(False, hit.words, 0.7 * hit.score, hit.page_number, order_of(hit.words, hit.page_number))
+
+
+def _candidates(spec: FieldSpec, hits: Sequence[LabelHit], rows_at, hits_at, style, skip) -> list[Candidate]:
+    out = []
+    for hit in hits:
+        if hit.field != spec.name or (hit.page_number, hit.row.index) in skip:
+            continue
+        if spec.kind == BOOL:
+            cand = _bool_candidate(spec, hit, hit.row.words)
+            if cand is not None:
+                out.append(cand)
+            continue
+        for region in _regions(hit, rows_at, hits_at):
+            got = read_value(spec, region.words, style)
+            if got is None:
+                continue
+            value, words, clean = got
+            out.append(Candidate(value, tuple(words), hit.score * region.position * clean, region.page_number,
+                                 order_of(words, region.page_number)))
+            break
+    return out
+
+
+def extract_fields(schema: type[BaseModel], pages: Sequence[ParsedPage], *,
+                   languages: tuple[str, ...] = ("en", "de", "fr", "nl")) -> dict[str, FieldValue]:
+    """The schema's fields found on the pages, each with confidence, source, page, bbox and printed text."""
+    pages = tuple(sorted(pages, key=lambda p: p.page_number))
+    if not pages or not any(p.words for p in pages):
+        return {}
+    specs = field_specs(schema)
+    rows = tuple(page_rows(p) for p in pages)
+    rows_at = {p.page_number: r for p, r in zip(pages, rows, strict=True)}
+    hits = tuple(find_labels([r for page in rows for r in page], lexicon_for(specs)))
+    hits_at = hits_by_row(hits)
+    style = infer_style((w for p in pages for w in p.words), tuple(languages),
+                        foreign_labels=0 if "en" in languages else 1)
+    out: dict[str, FieldValue] = {}
+    table_rows: set[tuple[int, int]] = set()
+    own_hits = {k: [h for h in v if h.field != OTHER] for k, v in hits_at.items()}
+    for spec in specs:
+        if spec.kind == TABLE and spec.columns:
+            found, used = read_list(spec, rows, own_hits, style)
+            table_rows |= used
+            if found is not None:
+                out[spec.name] = found
+    # every candidate of every field, best first; a word read as one field's value is no other's
+    pool = [(c, s) for s in specs if s.kind != TABLE
+            for c in _candidates(s, hits, rows_at, hits_at, style, table_rows)]
+    pool.sort(key=lambda cs: (-cs[0].quality, cs[0].order))
+    taken: set[int] = set()
+    for cand, spec in pool:
+        ids = {id(w) for w in cand.words}
+        if spec.name in out or (ids & taken and spec.kind != BOOL):
+            continue
+        out[spec.name] = to_field(spec.name, cand)
+        taken |= ids
+    return {s.name: out[s.name] for s in specs if s.name in out}
