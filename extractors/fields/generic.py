@@ -94,10 +94,25 @@ def _candidates(spec: FieldSpec, hits: Sequence[LabelHit], rows_at, hits_at, sty
     return out
 
 
+_RULE_CHARS = "|_¦"
+
+
+def _without_rules(page: ParsedPage) -> ParsedPage:
+    """OCR reads box and table borders as "|" or "__" glued to words or alone; a tall "|" would join
+    a box's label and value into one row. Strip them (the invoice path reads pages as they are)."""
+    words = []
+    for w in page.words:
+        text = w.text.strip(_RULE_CHARS)
+        if text:
+            words.append(w if text == w.text else w.model_copy(update={"text": text}))
+    return page if len(words) == len(page.words) and all(a is b for a, b in zip(words, page.words, strict=True)) \
+        else page.model_copy(update={"words": tuple(words)})
+
+
 def extract_fields(schema: type[BaseModel], pages: Sequence[ParsedPage], *,
                    languages: tuple[str, ...] = ("en", "de", "fr", "nl")) -> dict[str, FieldValue]:
     """The schema's fields found on the pages, each with confidence, source, page, bbox and printed text."""
-    pages = tuple(sorted(pages, key=lambda p: p.page_number))
+    pages = tuple(_without_rules(p) for p in sorted(pages, key=lambda p: p.page_number))
     if not pages or not any(p.words for p in pages):
         return {}
     specs = field_specs(schema)
