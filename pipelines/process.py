@@ -25,6 +25,7 @@ from docroute.pipelines.validate import build_extraction
 from docroute.pipelines.vlm import run_vlm_stage
 from docroute.schemas import Document, DocumentResult, Extraction, FieldValue, PageResult, ParsedPage
 from docroute.schemas.registry import get_schema
+from docroute.schemas.targets import TargetSchema
 
 
 def _ms(t0: float) -> float:
@@ -81,12 +82,19 @@ def _with_engine(pages: list[PageResult], doc: DocumentHandle, options: LayoutOp
     ]
 
 
-def _extract_fields(schema_name: str, parsed: list[ParsedPage]) -> tuple[dict[str, FieldValue], list[str]]:
-    if schema_name != "invoice":
-        return {}, [f"no_layout_extractor:{schema_name}"]
-    from docroute.extractors.fields import extract_invoice
+VLM_ONLY = ("table", "chart", "handwriting")  # built-in schemas that only the VLM path fills
 
-    return extract_invoice(parsed), []
+
+def _extract_fields(schema: type[TargetSchema], parsed: list[ParsedPage]) -> tuple[dict[str, FieldValue], list[str]]:
+    """Layout-path fields: the invoice rules for ``invoice``, the schema-driven extractor for any other
+    schema (its labels, types and tables come from the model; see extractors/fields/generic.py)."""
+    from docroute.extractors.fields import extract_fields, extract_invoice, schema_fields
+
+    if schema.schema_name == "invoice":
+        return extract_invoice(parsed), []
+    if schema.schema_name in VLM_ONLY or not any(schema_fields(schema)):
+        return {}, [f"no_layout_extractor:{schema.schema_name}"]
+    return extract_fields(schema, parsed), []
 
 
 def _page_error(exc: Exception, settings: Settings) -> str:
@@ -110,8 +118,12 @@ def _source(source: Path | SourceFile, t0: float) -> SourceFile | DocumentResult
         return _failed(base, f"cannot read the file: {exc.strerror or exc}; check it exists and is readable", t0)
 
 
-def process_document(source: Path | SourceFile, settings: Settings, context: RunContext | None = None) -> DocumentResult:
-    """One document: ``source`` as planned (doc_id and type already read off its bytes) or a path."""
+def process_document(source: Path | SourceFile, settings: Settings, context: RunContext | None = None, *,
+                     schema: type[TargetSchema] | None = None) -> DocumentResult:
+    """One document: ``source`` as planned (doc_id and type already read off its bytes) or a path.
+
+    ``schema`` (a class) overrides ``settings.schema_name``: ``docroute.extract`` passes a model that
+    need not be importable by name (one defined in a notebook)."""
     t0 = time.perf_counter()
     src = _source(source, t0)
     if isinstance(src, DocumentResult):
@@ -121,7 +133,7 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
                         mime_type=src.mime_type or "application/octet-stream", size_bytes=src.size_bytes, n_pages=0)
     if src.mime_type is None:
         return _failed(document, _unsupported_message(src), t0)
-    schema = get_schema(settings.schema_name)
+    schema = schema or get_schema(settings.schema_name)
     try:
         with open_handle(src, settings.passwords()) as doc:
             document = document.model_copy(update={"n_pages": doc.page_count})
@@ -139,7 +151,7 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
                                        f"{type(exc).__name__}: {exc}")
             pages = apply_budgets(pages, settings.router, document.doc_id, context.budget_file)
             routed = [p.page_number for p in pages if p.decision.route == "vlm"]
-            fields, extra = _extract_fields(schema.schema_name, [p.parsed for p in pages])
+            fields, extra = _extract_fields(schema, [p.parsed for p in pages])
             vlm = run_vlm_stage(doc, pages, schema, settings.vlm, layout_fields=fields)
     except OSError as exc:  # the file went away or became unreadable after planning
         return _failed(document, f"cannot read the file: {exc.strerror or exc}; check it exists and is readable", t0)

@@ -10,9 +10,15 @@
 * ``conventions``: the document's own number, date and currency conventions;
 * ``line_items``: the item table (header columns, rows, wrapped descriptions, page breaks);
 * ``parties``: vendor and customer names and addresses;
-* ``invoice``: the composition.
+* ``invoice``: the composition for invoices;
+* ``common``: candidates and their FieldValue (confidence, provenance), identifiers — shared;
+* ``schema_labels``, ``synonyms.toml``, ``values``, ``tables``, ``generic``: the schema-driven
+  extractor for any other ``TargetSchema`` (labels from the model, values typed by its annotations,
+  ``list[Model]`` fields from tables).
 """
 
+from .generic import extract_fields
 from .invoice import extract_invoice
+from .schema_labels import field_specs as schema_fields
 
-__all__ = ["extract_invoice"]
+__all__ = ["extract_fields", "extract_invoice", "schema_fields"]
