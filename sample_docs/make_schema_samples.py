@@ -229,10 +229,13 @@ def bs_expected():
 
 
 # ------------------------------------------------------------------------ build
-KINDS = {  # folder -> (file stem, schema class, layout a, layout b, expected fields)
-    "purchase_orders": ("purchase_order", "PurchaseOrder", po_a, po_b, po_expected),
-    "delivery_notes": ("delivery_note", "DeliveryNote", dn_a, dn_b, dn_expected),
-    "bank_statements": ("bank_statement", "BankStatement", bs_a, bs_b, bs_expected),
+KINDS = {  # folder -> (file stem, schema class, layout a, layout b, expected fields, text_contains)
+    "purchase_orders": ("purchase_order", "PurchaseOrder", po_a, po_b, po_expected,
+                        [PO["po_number"], PO["supplier"], PO["lines"][-1][1]]),
+    "delivery_notes": ("delivery_note", "DeliveryNote", dn_a, dn_b, dn_expected,
+                       [DN["delivery_note_number"], DN["recipient"], DN["items"][-1][1]]),
+    "bank_statements": ("bank_statement", "BankStatement", bs_a, bs_b, bs_expected,
+                        [BS["account_holder"], BS["account_number"], BS["transactions"][-1][1]]),
 }
 
 
@@ -253,7 +256,7 @@ def scan(doc, seed: int) -> bytes:
 
 def build(out: Path) -> list[Path]:
     written = []
-    for seed, (folder, (stem, cls, draw_a, draw_b, fields)) in enumerate(KINDS.items(), start=1):
+    for seed, (folder, (stem, cls, draw_a, draw_b, fields, text)) in enumerate(KINDS.items(), start=1):
         target = out / folder
         target.mkdir(parents=True, exist_ok=True)
         docs = {}
@@ -265,8 +268,10 @@ def build(out: Path) -> list[Path]:
                 docs[f"{stem}_b_scanned.pdf"] = (scan(doc, 4200 + seed), False)
         for name, (data, text_layer) in docs.items():
             (target / name).write_bytes(data)
-            record = {"file": name, "kind": stem, "schema": f"{SCHEMAS}:{cls}", "status": "ok", "n_pages": 1,
-                      "has_text_layer": [text_layer], "fields": fields()}
+            # the record of make_samples.expected() (so tests over the whole folder read it alike), plus
+            # the schema to run and its expected fields ("invoice" is null: these are not invoices)
+            record = {**ms.expected(name, stem, [text_layer], text), "schema": f"{SCHEMAS}:{cls}",
+                      "fields": fields()}
             exp = target / f"{name[:-4]}.expected.json"
             exp.write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
             written += [target / name, exp]

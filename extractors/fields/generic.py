@@ -29,6 +29,10 @@ from .schema_labels import BOOL, TABLE, FieldSpec, field_specs, lexicon_entries
 from .tables import read_list
 from .values import mark, read_value
 
+# A schema's labels are long and specific ("Delivery note number"), and OCR misreads umlauts ("Packstücke"
+# -> "Packstiicke", 86): a little more tolerance than the invoice lexicon's 88.
+LABEL_CUTOFF = 85.0
+
 
 def lexicon_for(specs: Sequence[FieldSpec]) -> Lexicon:
     """The schema's labels, plus the invoice lexicon's other labels as value stoppers (``OTHER``)."""
@@ -36,7 +40,7 @@ def lexicon_for(specs: Sequence[FieldSpec]) -> Lexicon:
     own = {label for labels in entries.values() for label, _ in labels}
     stoppers = [(label, w) for labels in LEXICON.values() for label, w in labels
                 if " ".join(label.split()).lower() not in own]
-    return Lexicon.of({**entries, OTHER: stoppers})
+    return Lexicon.of({**entries, OTHER: stoppers}, cutoff=LABEL_CUTOFF)
 
 
 def _value_start(hit: LabelHit) -> tuple[int, int]:

@@ -136,16 +136,17 @@ class Lexicon:
     """A label lexicon ready for matching: n tokens -> label text -> [(field, weight)]."""
 
     by_length: dict[int, dict[str, list[tuple[str, float]]]]
+    cutoff: float = _FUZZY_CUTOFF  # least fuzzy similarity (0..100) of a label longer than four characters
 
     @classmethod
-    def of(cls, lexicon: dict[str, Sequence[tuple[str, float]]]) -> Lexicon:
+    def of(cls, lexicon: dict[str, Sequence[tuple[str, float]]], cutoff: float = _FUZZY_CUTOFF) -> Lexicon:
         out: dict[int, dict[str, list[tuple[str, float]]]] = {}
         for field, labels in lexicon.items():
             for label, weight in labels:
                 key = " ".join(norm_token(t) for t in label.split())
                 if key:
                     out.setdefault(len(key.split()), {}).setdefault(key, []).append((field, weight))
-        return cls(out)
+        return cls(out, cutoff)
 
     @cached_property
     def max_tokens(self) -> int:
@@ -193,8 +194,8 @@ def _lookup(candidate: str, n: int, lexicon: Lexicon) -> tuple[str, float] | Non
     if len(candidate) <= _EXACT_MAX_LEN:
         return None
     squashed = candidate.replace(" ", "")
-    best = process.extractOne(candidate, table.keys(), scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF)
-    best2 = process.extractOne(squashed, table.keys(), scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF)
+    best = process.extractOne(candidate, table.keys(), scorer=fuzz.ratio, score_cutoff=lexicon.cutoff)
+    best2 = process.extractOne(squashed, table.keys(), scorer=fuzz.ratio, score_cutoff=lexicon.cutoff)
     if best2 and (not best or best2[1] > best[1]):
         best = best2
     if not best or len(best[0]) <= _EXACT_MAX_LEN:

@@ -1,0 +1,156 @@
+"""A user's own schema on the layout path (no GPU): purchase orders, delivery notes and bank statements
+from sample_docs/other/ (made by sample_docs/make_schema_samples.py), models in sample_docs/schemas_demo.py."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError, model_validator
+
+import docroute
+from docroute.extractors.fields.schema_labels import field_specs, variants, words_of
+from docroute.pipelines.checks import run_checks
+from docroute.pipelines.process import process_document
+from docroute.pipelines.settings import Settings
+from docroute.pipelines.validate import build_extraction, jsonable
+from docroute.schemas import FieldValue
+
+from conftest import REPO, SAMPLES, cli
+
+if str(REPO) not in sys.path:  # the demo schemas are imported as the CLI imports them: from the repository root
+    sys.path.insert(0, str(REPO))
+demo = importlib.import_module("sample_docs.schemas_demo")
+
+OTHER = SAMPLES / "other"
+KINDS = {"purchase_orders": demo.PurchaseOrder, "delivery_notes": demo.DeliveryNote,
+         "bank_statements": demo.BankStatement}
+CASES = [(kind, p) for kind in KINDS for p in sorted((OTHER / kind).glob("*.pdf"))]
+
+
+def _norm(value):
+    if isinstance(value, list):
+        return [{k: _norm(v) for k, v in dict(row).items()} for row in value]
+    return None if value is None else str(jsonable(value))
+
+
+def _score(fields: dict, want: dict) -> tuple[int, list]:
+    wrong = [(k, v, fields.get(k)) for k, v in want.items() if _norm(fields.get(k)) != _norm(v)]
+    return len(want) - len(wrong), wrong
+
+
+@pytest.mark.parametrize(("kind", "path"), CASES, ids=lambda x: x if isinstance(x, str) else x.name)
+def test_fields_match_expected_json(kind, path):
+    exp = json.loads(path.with_suffix(".expected.json").read_text())
+    schema = KINDS[kind]
+    assert exp["schema"] == f"sample_docs.schemas_demo:{schema.__name__}"
+    result = process_document(path, Settings(workers=1, vlm={"backend": "none"}), schema=schema)
+    ex = result.extractions[0]
+    assert result.status == "ok" and ex.schema_name == schema.schema_name
+    correct, wrong = _score(ex.data, exp["fields"])
+    scanned = not all(exp["has_text_layer"])
+    assert correct / len(exp["fields"]) >= (0.75 if scanned else 1.0), wrong
+    for name, fv in ex.fields.items():  # provenance like the invoice fields
+        assert fv.page_number == 1 and fv.bbox is not None and fv.raw_text and 0 < fv.confidence <= 1, name
+        assert fv.source == ("ocr" if scanned else "layout"), name
+    if not scanned:
+        assert not ex.needs_review, ex.review_reasons  # every field found, the declared checks hold
+
+
+def test_labels_come_from_the_model():
+    assert words_of("poNumber") == "po number" == words_of("po_number")
+    assert {"po no", "po #", "purchase order number", "bestellnummer"} <= set(variants("po number"))
+    specs = {s.name: s for s in field_specs(demo.PurchaseOrder)}
+    assert specs["delivery_date"].kind == "date" and ("required by", 1.0) in specs["delivery_date"].labels
+    assert specs["po_number"].kind == "text" and ("purchase order number", 0.9) in specs["po_number"].labels
+    assert specs["currency"].kind == "choice" and ("EUR", "EUR") in specs["currency"].choices
+    assert specs["lines"].kind == "table" and [c.name for c in specs["lines"].columns][:2] == ["item_code", "description"]
+    assert {s.name: s.kind for s in field_specs(demo.DeliveryNote)}["received_in_good_condition"] == "bool"
+
+
+def _po(**changes) -> demo.PurchaseOrder:
+    lines = [demo.POLine(quantity=Decimal(2), unit_price=Decimal("1.50"), amount=Decimal("3.00")),
+             demo.POLine(quantity=Decimal(1), unit_price=Decimal("4.00"), amount=Decimal("4.00"))]
+    return demo.PurchaseOrder(**({"total": Decimal("7.00"), "lines": lines} | changes))
+
+
+def test_declared_checks_become_review_reasons():
+    assert run_checks(_po()) == []
+    assert run_checks(_po(total=Decimal("7.01"))) == []  # a cent of rounding slack
+    assert run_checks(_po(total=Decimal("9.00"))) == ["check_failed:sum(lines[].amount) == total"]
+    bad_row = _po(lines=[demo.POLine(quantity=Decimal(2), unit_price=Decimal("1.50"), amount=Decimal("7.00"))])
+    assert "check_failed:lines[].quantity * lines[].unit_price == lines[].amount:1" in run_checks(bad_row)
+    assert run_checks(_po(total=None)) == []  # a value is missing: not applicable
+    assert run_checks(_po(), ["total === 1"]) == ["invalid_check:total === 1"]
+    fields = {"total": FieldValue(name="total", value=Decimal("9.00"), confidence=0.9, source="layout"),
+              "lines": FieldValue(name="lines", value=[dict(r) for r in _po().model_dump()["lines"]],
+                                  confidence=0.9, source="layout")}
+    ex = build_extraction(demo.PurchaseOrder, fields)
+    assert "check_failed:sum(lines[].amount) == total" in ex.review_reasons and "missing:po_number" in ex.review_reasons
+
+
+class Signed(demo.DeliveryNote):
+    @model_validator(mode="after")
+    def _received(self):
+        if self.delivery_note_number and self.received_in_good_condition is False:
+            raise ValueError("delivered goods must be signed for")
+        return self
+
+
+def test_a_model_validator_error_is_a_review_reason_and_keeps_the_values():
+    with pytest.raises(ValidationError):
+        Signed(delivery_note_number="DN-1", received_in_good_condition=False)
+    fields = {"delivery_note_number": FieldValue(name="delivery_note_number", value="DN-1", confidence=0.9, source="layout"),
+              "received_in_good_condition": FieldValue(name="received_in_good_condition", value=False, confidence=0.9,
+                                                       source="layout")}
+    ex = build_extraction(Signed, fields)
+    assert "check_failed:delivered goods must be signed for" in ex.review_reasons
+    assert ex.data["delivery_note_number"] == "DN-1" and not ex.validation_errors
+
+
+def test_python_api_extracts_one_document_in_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing is written
+    got = docroute.extract(OTHER / "bank_statements" / "bank_statement_a.pdf", schema=demo.BankStatement,
+                           vlm={"backend": "none"})
+    assert isinstance(got.value, demo.BankStatement) and got.status == "ok" and not got.needs_review
+    assert got.value.statement_date == date(2024, 3, 31) and got.value.closing_balance == Decimal("5404.11")
+    assert len(got.value.transactions) == 5 and got.value.transactions[0].amount == Decimal("-86.40")
+    assert got.fields["closing_balance"].raw_text == "5,404.11" and got.confidence("closing_balance") > 0.6
+    with pytest.raises(ValidationError):
+        got.status = "failed"  # frozen
+    assert list(tmp_path.iterdir()) == []
+    by_name = docroute.extract(OTHER / "purchase_orders" / "purchase_order_a.pdf",
+                               schema="sample_docs.schemas_demo:PurchaseOrder", vlm={"backend": "none"})
+    assert by_name.value.po_number == "PO-2024-0815"
+
+
+def _labels_file(path: Path, files: list[Path]) -> Path:
+    docs = [{"file": f.name, "fields": json.loads(f.with_suffix(".expected.json").read_text())["fields"]} for f in files]
+    path.write_text(json.dumps({"documents": docs}))
+    return path
+
+
+@pytest.mark.prefect
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_cli_run_with_own_schema_and_eval(kind, prefect_api, tmp_path):
+    schema = KINDS[kind]
+    out = tmp_path / "out"
+    proc = cli(["run", str(OTHER / kind), "--out", str(out), "--schema", f"sample_docs.schemas_demo:{schema.__name__}"],
+               api_url=prefect_api, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (out / "extractions" / schema.schema_name).is_dir()
+    docs = sorted((OTHER / kind).glob("*.pdf"))
+    for subset, floor in (("digital", 0.9), ("scanned", 0.8)):
+        files = [f for f in docs if ("scanned" in f.name) == (subset == "scanned")]
+        labels = _labels_file(tmp_path / f"{subset}.json", files)
+        proc = cli(["eval", str(labels), "--out", str(out), "--schema", schema.schema_name], api_url=prefect_api, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads((out / "eval.json").read_text())
+        correct = sum(s["correct"] for s in report["per_field"].values())
+        labelled = sum(s["labelled"] for s in report["per_field"].values())
+        assert labelled and correct / labelled >= floor, (subset, report["per_field"])
