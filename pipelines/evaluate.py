@@ -25,6 +25,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from docroute.pipelines.sink import read_tables
 
 N_BINS = 10
@@ -72,6 +74,8 @@ def load_labels(path: Path) -> Labels:
 def _norm(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
     if isinstance(value, date):
         return value.isoformat()[:10]
     if isinstance(value, Decimal | int | float):

@@ -34,7 +34,10 @@ from .labels import norm_token
 
 DATE, DECIMAL, INT, BOOL, CHOICE, TEXT, TABLE = "date", "decimal", "int", "bool", "choice", "text", "table"
 SYNONYMS_FILE = Path(__file__).with_name("synonyms.toml")
-OWN, SYNONYM, DESCRIPTION = 1.0, 0.9, 0.9
+OWN, SYNONYM, DESCRIPTION, HEAD = 1.0, 0.9, 0.9, 0.6
+# A bare "Date:" or "No.:" names the first field of the schema whose name ends so (``order_date`` before
+# ``delivery_date``): a weak label (its values are low-confidence), beaten by any explicit one.
+_HEADS = ("date", "number", "no", "id")
 _MAX_VARIANTS = 160
 _MAX_DESCRIPTION_WORDS = 4
 
@@ -154,12 +157,19 @@ def field_specs(model: type[BaseModel]) -> tuple[FieldSpec, ...]:
 @cache
 def _specs(model: type[BaseModel]) -> tuple[FieldSpec, ...]:
     out = []
+    heads: set[str] = set()
     for name, info in model.model_fields.items():
         kind, choices, item = _kind(info.annotation)
         if kind is None:
             continue
         columns = tuple(s for s in _specs(item) if s.kind != TABLE) if item is not None else ()
-        out.append(FieldSpec(name, kind, _labels(name, info), choices, item, columns))
+        labels = _labels(name, info)
+        words = words_of(name).split()
+        if len(words) > 1 and words[-1] in _HEADS and words[-1] not in heads:
+            heads.add(words[-1])
+            have = {label for label, _ in labels}
+            labels += tuple((v, HEAD) for v in variants(words[-1]) if v not in have)
+        out.append(FieldSpec(name, kind, labels, choices, item, columns))
     return tuple(out)
 
 

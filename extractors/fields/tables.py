@@ -18,12 +18,26 @@ from docroute.schemas.values import BBox, FieldValue, Word
 
 from .amounts import NumberStyle
 from .labels import LabelHit, Lexicon, find_labels, norm_token
-from .line_items import GAP_ROWS, Column, assign_columns
+from .line_items import COLUMN_LEXICON, GAP_ROWS, OTHER_COLUMN, Column, assign_columns
 from .lines import Row, word_confidence, words_source
 from .schema_labels import TEXT, FieldSpec, lexicon_entries
 from .values import read_value
 
 _MAX_SKIPPED = 2
+
+
+def column_lexicon(columns: Sequence[FieldSpec]) -> Lexicon:
+    """The item fields' labels; an item field named like an invoice column (description, quantity,
+    unit_price, amount) also gets the invoice table's column names, and the invoice's other column names
+    ("Pos", "VAT %", "SKU") are header words of no field."""
+    entries = lexicon_entries(columns)
+    for name, labels in entries.items():
+        have = {label for label, _ in labels}
+        labels += [(label, w) for label, w in COLUMN_LEXICON.get(name, ()) if label not in have]
+    names = set(entries)
+    entries[OTHER_COLUMN] = [(label, w) for label, w in COLUMN_LEXICON[OTHER_COLUMN]
+                             if not any(label in {x for x, _ in entries[n]} for n in names)]
+    return Lexicon.of(entries)
 
 
 def header(row: Row, lexicon: Lexicon, n_fields: int) -> list[Column] | None:
@@ -34,18 +48,24 @@ def header(row: Row, lexicon: Lexicon, n_fields: int) -> list[Column] | None:
     tokens = sum(1 for w in row.words if norm_token(w.text))
     covered = sum(1 for h in hits for w in h.words if norm_token(w.text))
     best: dict[str, LabelHit] = {}
+    others = [Column(OTHER_COLUMN, h.weight, h.bbox.x0, h.bbox.x1) for h in hits if h.field == OTHER_COLUMN]
     for h in hits:
+        if h.field == OTHER_COLUMN:  # "Pos", "VAT %": a column of no field (its cells are not read)
+            continue
         if h.field not in best or h.score > best[h.field].score:
             best[h.field] = h
-    if len(best) < min(2, n_fields) or covered < 0.6 * tokens:
+    if len(best) < min(2, n_fields) or covered < 0.6 * tokens or not best:
         return None
-    return sorted((Column(h.field, h.weight, h.bbox.x0, h.bbox.x1) for h in best.values()), key=lambda c: c.x0)
+    named = [Column(h.field, h.weight, h.bbox.x0, h.bbox.x1) for h in best.values()]
+    return sorted(named + others, key=lambda c: c.x0)
 
 
 def _cells(row: Row, columns: Sequence[Column], specs: dict[str, FieldSpec], style: NumberStyle):
     """column name -> (value, words, confidence) for the row's filled columns."""
     out = {}
     for i, words in assign_columns(row, columns).items():
+        if columns[i].role == OTHER_COLUMN:
+            continue
         spec = specs[columns[i].role]
         words = sorted(words, key=lambda w: w.bbox.x0)
         if spec.kind == TEXT:
@@ -64,7 +84,7 @@ def read_list(spec: FieldSpec, pages_rows: Sequence[Sequence[Row]], stops: dict[
               style: NumberStyle) -> tuple[FieldValue | None, set[tuple[int, int]]]:
     """The table field ``spec`` (kind TABLE) and every row (page, index) read as part of the table."""
     specs = {c.name: c for c in spec.columns}
-    lexicon = Lexicon.of(lexicon_entries(spec.columns))
+    lexicon = column_lexicon(spec.columns)
     items: list[dict[str, tuple]] = []
     pages: list[int] = []
     used: set[tuple[int, int]] = set()
