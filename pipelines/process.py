@@ -86,15 +86,13 @@ VLM_ONLY = ("table", "chart", "handwriting")  # built-in schemas that only the V
 
 
 def _extract_fields(schema: type[TargetSchema], parsed: list[ParsedPage]) -> tuple[dict[str, FieldValue], list[str]]:
-    """Layout-path fields: the invoice rules for ``invoice``, the schema-driven extractor for any other
-    schema (its labels, types and tables come from the model; see extractors/fields/generic.py)."""
-    from docroute.extractors.fields import extract_fields, extract_invoice, schema_fields
+    """Layout-path fields (extractors/fields: the invoice rules for ``invoice``, the schema-driven
+    extractor for any other schema, whose labels, types and tables come from the model)."""
+    from docroute.extractors.fields import extract, schema_fields
 
-    if schema.schema_name == "invoice":
-        return extract_invoice(parsed), []
-    if schema.schema_name in VLM_ONLY or not any(schema_fields(schema)):
+    if schema.schema_name in VLM_ONLY or not schema_fields(schema):
         return {}, [f"no_layout_extractor:{schema.schema_name}"]
-    return extract_fields(schema, parsed), []
+    return extract(schema, parsed), []
 
 
 def _page_error(exc: Exception, settings: Settings) -> str:

@@ -17,8 +17,23 @@
   ``list[Model]`` fields from tables).
 """
 
-from .generic import extract_fields
+from collections.abc import Sequence
+
+from docroute.schemas.targets import Invoice
+from docroute.schemas.values import FieldValue, ParsedPage
+
+from .generic import extract_fields, read_document
 from .invoice import extract_invoice
 from .schema_labels import field_specs as schema_fields
 
-__all__ = ["extract_fields", "extract_invoice", "schema_fields"]
+
+def extract(schema: type, pages: Sequence[ParsedPage]) -> dict[str, FieldValue]:
+    """The one entry: the invoice rules for ``Invoice`` (the engine's document reading with the invoice
+    lexicon, then vendor/customer blocks, totals reconciliation, currency, its item table), the
+    schema-driven extractor for any other schema."""
+    if issubclass(schema, Invoice):
+        return extract_invoice(pages)
+    return extract_fields(schema, pages)
+
+
+__all__ = ["extract", "extract_fields", "extract_invoice", "read_document", "schema_fields"]

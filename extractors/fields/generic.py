@@ -15,11 +15,13 @@ value: a value runs from its label to the next label on the row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
 from docroute.schemas.values import FieldValue, ParsedPage
 
+from .amounts import NumberStyle
 from .common import Candidate, order_of, to_field
 from .conventions import infer_style
 from .labels import LEXICON, OTHER, LabelHit, Lexicon, find_labels, hits_by_row
@@ -113,19 +115,43 @@ def _without_rules(page: ParsedPage) -> ParsedPage:
         else page.model_copy(update={"words": tuple(words)})
 
 
+@dataclass(frozen=True)
+class DocumentView:
+    """A document as every field extractor reads it: pages, rows, the labels found, the conventions."""
+
+    pages: tuple[ParsedPage, ...]
+    rows: tuple[tuple[Row, ...], ...]
+    rows_at: dict[int, tuple[Row, ...]]
+    hits: tuple[LabelHit, ...]
+    hits_at: dict[tuple[int, int], list[LabelHit]]
+    style: NumberStyle
+
+
+def read_document(pages: Sequence[ParsedPage], lexicon: Lexicon, languages: tuple[str, ...],
+                  strip_rules: bool = False) -> DocumentView | None:
+    """Pages -> rows -> label hits (``lexicon``) -> number/date conventions; None without words.
+    The first half of both the invoice rules and the schema-driven extractor."""
+    pages = tuple(sorted(pages, key=lambda p: p.page_number))
+    if strip_rules:
+        pages = tuple(_without_rules(p) for p in pages)
+    if not pages or not any(p.words for p in pages):
+        return None
+    rows = tuple(page_rows(p) for p in pages)
+    hits = tuple(find_labels([r for page in rows for r in page], lexicon))
+    style = infer_style((w for p in pages for w in p.words), tuple(languages),
+                        foreign_labels=0 if "en" in languages else 1)
+    return DocumentView(pages, rows, {p.page_number: r for p, r in zip(pages, rows, strict=True)}, hits,
+                        hits_by_row(hits), style)
+
+
 def extract_fields(schema: type[BaseModel], pages: Sequence[ParsedPage], *,
                    languages: tuple[str, ...] = ("en", "de", "fr", "nl")) -> dict[str, FieldValue]:
     """The schema's fields found on the pages, each with confidence, source, page, bbox and printed text."""
-    pages = tuple(_without_rules(p) for p in sorted(pages, key=lambda p: p.page_number))
-    if not pages or not any(p.words for p in pages):
-        return {}
     specs = field_specs(schema)
-    rows = tuple(page_rows(p) for p in pages)
-    rows_at = {p.page_number: r for p, r in zip(pages, rows, strict=True)}
-    hits = tuple(find_labels([r for page in rows for r in page], lexicon_for(specs)))
-    hits_at = hits_by_row(hits)
-    style = infer_style((w for p in pages for w in p.words), tuple(languages),
-                        foreign_labels=0 if "en" in languages else 1)
+    view = read_document(pages, lexicon_for(specs), languages, strip_rules=True)
+    if view is None:
+        return {}
+    rows, rows_at, hits, hits_at, style = view.rows, view.rows_at, view.hits, view.hits_at, view.style
     out: dict[str, FieldValue] = {}
     table_rows: set[tuple[int, int]] = set()
     own_hits = {k: [h for h in v if h.field != OTHER] for k, v in hits_at.items()}

@@ -19,11 +19,12 @@ from . import line_items as li
 from . import parties
 from .amounts import NumberStyle, find_amounts, numeric_core
 from .common import FALLBACK, Candidate, clean_id, order_of, to_field, valid_id
-from .conventions import currency_votes, infer_style
+from .conventions import currency_votes
 from .currency import currency_code
 from .dates import find_dates
-from .labels import OTHER, SHIP_TO, LabelHit, find_labels, hits_by_row
-from .lines import Row, page_rows, words_source
+from .generic import read_document
+from .labels import INVOICE_LEXICON, OTHER, SHIP_TO, LabelHit
+from .lines import Row, words_source
 from .regions import BELOW, below, right_of
 
 AMOUNT_FIELDS = ("subtotal", "tax_total", "total")
@@ -277,16 +278,12 @@ def _line_items(doc: _Doc) -> FieldValue | None:
 def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] = ("en", "de", "fr", "nl")
                     ) -> dict[str, FieldValue]:
     """Invoice fields found on the pages, each with its confidence, source, page, bbox and printed text."""
-    pages = tuple(sorted(pages, key=lambda p: p.page_number))
-    if not pages or not any(p.words for p in pages):
+    view = read_document(pages, INVOICE_LEXICON, languages)  # the schema-driven extractor's first half
+    if view is None:
         return {}
-    rows = tuple(page_rows(p) for p in pages)
-    hits = tuple(find_labels([r for page in rows for r in page]))
-    hits_at = hits_by_row(hits)
-    style = infer_style((w for p in pages for w in p.words), tuple(languages),
-                        foreign_labels=0 if "en" in languages else 1)
+    pages, rows, hits, hits_at, style = view.pages, view.rows, view.hits, view.hits_at, view.style
     table = li.read_table(rows, hits_at, style)
-    doc = _Doc(pages, rows, {p.page_number: r for p, r in zip(pages, rows, strict=True)}, hits, hits_at, style, table)
+    doc = _Doc(pages, rows, view.rows_at, hits, hits_at, style, table)
     out: dict[str, FieldValue] = {}
 
     number = _invoice_number(doc)
