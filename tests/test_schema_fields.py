@@ -54,12 +54,63 @@ def test_fields_match_expected_json(kind, path):
     assert result.status == "ok" and ex.schema_name == schema.schema_name
     correct, wrong = _score(ex.data, exp["fields"])
     scanned = not all(exp["has_text_layer"])
-    assert correct / len(exp["fields"]) >= (0.75 if scanned else 1.0), wrong
+    assert correct / len(exp["fields"]) >= (0.8 if scanned else 1.0), wrong
     for name, fv in ex.fields.items():  # provenance like the invoice fields
         assert fv.page_number == 1 and fv.bbox is not None and fv.raw_text and 0 < fv.confidence <= 1, name
         assert fv.source == ("ocr" if scanned else "layout"), name
     if not scanned:
         assert not ex.needs_review, ex.review_reasons  # every field found, the declared checks hold
+
+
+def _put(page, x, y, text, size=9, font="helv"):
+    page.insert_text((x, y), text, fontsize=size, fontname=font)
+
+
+def test_other_layouts_key_value_grid_and_french(tmp_path):
+    """Layouts the samples do not have: a ruled key-value grid with a bare "Date", a "Pos" column and a
+    European total; a French delivery note with "N° de bon de livraison :" and "Quantité totale"."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    for i, (label, value) in enumerate([("Purchase Order No.", "4500012345"), ("Date", "15 March 2024"),
+                                        ("Vendor", "Delta Components BV"), ("Ship Date", "2024-04-01")]):
+        y = 100 + i * 20
+        page.draw_rect(pymupdf.Rect(330, y, 555, y + 20), width=0.5)
+        _put(page, 335, y + 14, label)
+        _put(page, 435, y + 14, value)
+    for x, head in zip((44, 94, 334, 404, 484), ("Pos", "Article", "Qty.", "Price/Unit", "Total"), strict=True):
+        _put(page, x, 290, head, font="hebo")
+    rows = [("1", "Servo motor SM-200", "4", "120,00", "480,00"), ("2", "Cable harness 2 m", "10", "8,25", "82,50")]
+    for r, row in enumerate(rows):
+        for x, cell in zip((44, 94, 334, 404, 484), row, strict=True):
+            _put(page, x, 310 + r * 18, cell)
+    _put(page, 400, 380, "Total EUR", 10, "hebo")
+    _put(page, 500, 380, "562,50", 10, "hebo")
+    doc.save(tmp_path / "po.pdf")
+    po = docroute.extract(tmp_path / "po.pdf", schema=demo.PurchaseOrder, vlm={"backend": "none"}).value
+    assert (po.po_number, po.order_date, po.delivery_date, po.supplier) == (
+        "4500012345", date(2024, 3, 15), date(2024, 4, 1), "Delta Components BV")
+    assert po.total == Decimal("562.50") and [(x.description, x.amount) for x in po.lines] == [
+        ("Servo motor SM-200", Decimal("480.00")), ("Cable harness 2 m", Decimal("82.50"))]
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    for x, y, text in [(40, 100, "N° de bon de livraison : BL-77812"), (300, 100, "Transporteur : Geodis"),
+                       (40, 120, "Votre commande : CMD-5521"), (300, 120, "Colis : 3"),
+                       (40, 140, "Destinataire : Boulangerie Martin"), (40, 260, "Quantité totale : 18")]:
+        _put(page, x, y, text, 10)
+    for x, head in zip((40, 140, 380, 470), ("Code", "Désignation", "Quantité", "Unité"), strict=True):
+        _put(page, x, 190, head, font="hebo")
+    for r, row in enumerate([("FA-01", "Farine T55 25 kg", "12", "sacs"), ("LV-10", "Levure fraîche", "6", "pcs")]):
+        for x, cell in zip((40, 140, 380, 470), row, strict=True):
+            _put(page, x, 210 + r * 16, cell)
+    doc.save(tmp_path / "bl.pdf")
+    dn = docroute.extract(tmp_path / "bl.pdf", schema=demo.DeliveryNote, vlm={"backend": "none"}).value
+    assert (dn.delivery_note_number, dn.order_reference, dn.recipient, dn.carrier, dn.packages, dn.total_quantity) == (
+        "BL-77812", "CMD-5521", "Boulangerie Martin", "Geodis", 3, Decimal("18"))
+    assert [(i.description, i.quantity, i.unit) for i in dn.items] == [
+        ("Farine T55 25 kg", Decimal("12"), "sacs"), ("Levure fraîche", Decimal("6"), "pcs")]
 
 
 def test_labels_come_from_the_model():
