@@ -22,13 +22,13 @@ from pydantic import BaseModel
 from docroute.schemas.values import FieldValue, ParsedPage
 
 from .amounts import NumberStyle
-from .common import Candidate, order_of, to_field
+from .common import FALLBACK, Candidate, order_of, to_field
 from .conventions import infer_style
 from .labels import LEXICON, OTHER, LabelHit, Lexicon, find_labels, hits_by_row
-from .lines import Row, page_rows
+from .lines import Row, page_rows, words_source
 from .regions import Region, below, right_of
-from .schema_labels import BOOL, TABLE, FieldSpec, field_specs, lexicon_entries
-from .tables import read_list
+from .schema_labels import BOOL, TABLE, TEXT, FieldSpec, field_specs, lexicon_entries
+from .tables import TABLE_END, read_list
 from .values import mark, read_value
 
 # A schema's labels are long and specific ("Delivery note number"), and OCR misreads umlauts ("Packstücke"
@@ -36,13 +36,20 @@ from .values import mark, read_value
 LABEL_CUTOFF = 85.0
 
 
+TOTALS = ("total", "subtotal", "tax_total")
+
+
 def lexicon_for(specs: Sequence[FieldSpec]) -> Lexicon:
-    """The schema's labels, plus the invoice lexicon's other labels as value stoppers (``OTHER``)."""
+    """The schema's labels, plus the invoice lexicon's other labels as value stoppers (``OTHER``; its
+    totals labels as ``TABLE_END``: they also end a table)."""
     entries = lexicon_entries(s for s in specs if s.kind != TABLE)
     own = {label for labels in entries.values() for label, _ in labels}
-    stoppers = [(label, w) for labels in LEXICON.values() for label, w in labels
-                if " ".join(label.split()).lower() not in own]
-    return Lexicon.of({**entries, OTHER: stoppers}, cutoff=LABEL_CUTOFF)
+
+    def stoppers(fields) -> list[tuple[str, float]]:
+        return [(label, w) for f in fields for label, w in LEXICON[f] if " ".join(label.split()).lower() not in own]
+
+    return Lexicon.of({**entries, OTHER: stoppers(f for f in LEXICON if f not in TOTALS),
+                       TABLE_END: stoppers(TOTALS)}, cutoff=LABEL_CUTOFF)
 
 
 def _value_start(hit: LabelHit) -> tuple[int, int]:
@@ -55,8 +62,11 @@ def _regions(hit: LabelHit, rows_at: dict[int, tuple[Row, ...]], hits_at) -> lis
     left-aligned under it (labels above values, as in boxed forms)."""
     row_hits = hits_at.get((hit.page_number, hit.row.index), ())
     start = _value_start(hit)
-    # a stopper label right where the value starts is the value ("Terms: Net 30"), not the next label
-    stops = [h for h in row_hits if not (h.field == OTHER and (h.phrase, h.start) == start)]
+    # a stopper label right where the value starts, close to the label, is the value ("Terms: Net 30"),
+    # not the next label ("Supplier:            Ship To:" is two labels)
+    near = start[0] == hit.phrase or (start[0] < len(hit.row.phrases) and hit.row.phrases[start[0]].bbox.x0
+                                      - hit.bbox.x1 < 3 * max(hit.bbox.height, 1.0))
+    stops = [h for h in row_hits if not (near and h.field in (OTHER, TABLE_END) and (h.phrase, h.start) == start)]
     right = right_of(hit, stops)
     down = below(hit, rows_at[hit.page_number], hits_at)
     colon = hit.words[-1].text.rstrip().endswith((":", "#")) if hit.words else False
@@ -154,7 +164,7 @@ def extract_fields(schema: type[BaseModel], pages: Sequence[ParsedPage], *,
     rows, rows_at, hits, hits_at, style = view.rows, view.rows_at, view.hits, view.hits_at, view.style
     out: dict[str, FieldValue] = {}
     table_rows: set[tuple[int, int]] = set()
-    own_hits = {k: [h for h in v if h.field != OTHER] for k, v in hits_at.items()}
+    own_hits = {k: [h for h in v if h.field != OTHER] for k, v in hits_at.items()}  # schema labels, totals
     for spec in specs:
         if spec.kind == TABLE and spec.columns:
             found, used = read_list(spec, rows, own_hits, style)
@@ -172,4 +182,10 @@ def extract_fields(schema: type[BaseModel], pages: Sequence[ParsedPage], *,
             continue
         out[spec.name] = to_field(spec.name, cand)
         taken |= ids
+    cur = next((s for s in specs if s.name not in out and s.name.split("_")[-1] == "currency"), None)
+    if cur is not None and style.currency and (cur.kind == TEXT or any(p == style.currency for p, _ in cur.choices)):
+        # no currency label: the document's currency, from the symbols and codes beside its amounts
+        value = next((v for p, v in cur.choices if p == style.currency), style.currency)
+        out[cur.name] = to_field(cur.name, Candidate(value, (), FALLBACK, view.pages[0].page_number, (0, 0.0)),
+                                 source=words_source(w for p in view.pages for w in p.words))
     return {s.name: out[s.name] for s in specs if s.name in out}

@@ -24,6 +24,7 @@ from .schema_labels import TEXT, FieldSpec, lexicon_entries
 from .values import read_value
 
 _MAX_SKIPPED = 2
+TABLE_END = "_table_end"  # a totals label of the invoice lexicon (generic.lexicon_for): it ends a table
 
 
 def column_lexicon(columns: Sequence[FieldSpec]) -> Lexicon:
@@ -104,7 +105,10 @@ def read_list(spec: FieldSpec, pages_rows: Sequence[Sequence[Row]], stops: dict[
                 continue
             gap = row.bbox.y0 - prev.bbox.y1
             limit = max(GAP_ROWS * max(prev.height, row.height, 1.0), 2.5 * pitch if pitch else 0.0)
-            starts_label = any(h.phrase == 0 and h.start == 0 for h in stops.get(key, ()))
+            # a row that starts with a schema label ("Closing balance"), or a short one that starts with a
+            # totals label ("Subtotal  499.40"), ends the table
+            starts_label = any(h.phrase == 0 and h.start == 0 and (h.field != TABLE_END or len(row.phrases) <= 2)
+                               for h in stops.get(key, ()))
             if gap > limit or starts_label:
                 columns = None
                 continue

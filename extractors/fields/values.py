@@ -16,6 +16,7 @@ from docroute.schemas.values import Word
 
 from .amounts import NumberStyle, find_amounts, parse_amount
 from .common import clean_id, valid_id
+from .currency import currency_code
 from .dates import find_dates
 from .lines import fold
 from .schema_labels import BOOL, CHOICE, DATE, DECIMAL, INT, TEXT, FieldSpec
@@ -77,7 +78,8 @@ def _choice(spec: FieldSpec, words: Sequence[Word]) -> Read | None:
     for printed, value in spec.choices:
         want = fold(printed)
         for w in run:
-            score = 100.0 if fold(w.text).strip(".:,") == want else fuzz.ratio(fold(w.text), want)
+            exact = fold(w.text).strip(".:,") == want or (currency_code(w.text.strip(".:,")) or "") == printed
+            score = 100.0 if exact else fuzz.ratio(fold(w.text), want)
             if score >= 90 and (best is None or score > best[0]):
                 best = (score, value, (w,))
         if best is None and len(want.split()) > 1 and want in fold(" ".join(w.text for w in run)):
