@@ -14,7 +14,7 @@ value: a value runs from its label to the next label on the row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -89,7 +89,15 @@ def _bool_candidate(spec: FieldSpec, hit: LabelHit, row_words) -> Candidate | No
     return Candidate(False, hit.words, 0.7 * hit.score, hit.page_number, order_of(hit.words, hit.page_number))
 
 
-def _candidates(spec: FieldSpec, hits: Sequence[LabelHit], rows_at, hits_at, style, skip) -> list[Candidate]:
+LATER_PAGE = 0.95  # a value found on a page after the first is a little less likely the document's own
+
+
+def candidates(spec: FieldSpec, hits: Sequence[LabelHit], regions: Callable[[LabelHit], Iterable[Region]],
+               style: NumberStyle, skip: Container[tuple[int, int]] = (), first_page: int | None = None
+               ) -> list[Candidate]:
+    """Per label of ``spec`` (not on a ``skip`` row): the value of its kind in the first of ``regions(hit)``
+    that holds one, scored label strength x placement x parse cleanliness (x ``LATER_PAGE``). Used by the
+    invoice rules (its dates) and for every field of any other schema."""
     out = []
     for hit in hits:
         if hit.field != spec.name or (hit.page_number, hit.row.index) in skip:
@@ -99,13 +107,14 @@ def _candidates(spec: FieldSpec, hits: Sequence[LabelHit], rows_at, hits_at, sty
             if cand is not None:
                 out.append(cand)
             continue
-        for region in _regions(hit, rows_at, hits_at):
+        for region in regions(hit):
             got = read_value(spec, region.words, style)
             if got is None:
                 continue
             value, words, clean = got
-            out.append(Candidate(value, tuple(words), hit.score * region.position * clean, region.page_number,
-                                 order_of(words, region.page_number)))
+            page_factor = 1.0 if first_page is None or region.page_number == first_page else LATER_PAGE
+            out.append(Candidate(value, tuple(words), hit.score * region.position * clean * page_factor,
+                                 region.page_number, order_of(words, region.page_number)))
             break
     return out
 
@@ -173,7 +182,8 @@ def extract_fields(schema: type[BaseModel], pages: Sequence[ParsedPage], *,
                 out[spec.name] = found
     # every candidate of every field, best first; a word read as one field's value is no other's
     pool = [(c, s) for s in specs if s.kind != TABLE
-            for c in _candidates(s, hits, rows_at, hits_at, style, table_rows)]
+            for c in candidates(s, hits, lambda h: _regions(h, rows_at, hits_at), style, table_rows,
+                                view.pages[0].page_number)]
     pool.sort(key=lambda cs: (-cs[0].quality, cs[0].order))
     taken: set[int] = set()
     for cand, spec in pool:

@@ -1,8 +1,12 @@
-"""The composition: parsed pages in, one FieldValue per Invoice field found.
+"""The invoice rules: parsed pages in, one FieldValue per Invoice field found.
 
-Geometry only, no per-vendor templates: rows of words, labels from a multilingual lexicon, the value
-right of or under each label, typed by the document's own number and date conventions. Amounts are
-chosen together, preferring a subtotal, tax and total that add up.
+The schema-driven engine (``generic``) with the invoice's own lexicon and rules. Shared with it: the
+document reading (``generic.read_document``: rows, labels, number/date conventions), the value
+candidates of the dates (``generic.candidates``), regions, label matching, candidates and their
+FieldValue (``common``), the parsers. Invoice-specific: the invoice number (an identifier, not the start
+of a date), the fallback invoice date, subtotal/tax/total chosen together preferring amounts that add
+up (and an unlabelled total), the currency, vendor and customer blocks (``parties``) and the item table
+(``line_items``).
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from .common import FALLBACK, Candidate, clean_id, order_of, to_field, valid_id
 from .conventions import currency_votes
 from .currency import currency_code
 from .dates import find_dates
-from .generic import read_document
+from .generic import candidates, read_document
 from .labels import INVOICE_LEXICON, OTHER, SHIP_TO, LabelHit
 from .lines import Row, words_source
 from .regions import BELOW, below, right_of
+from .schema_labels import DATE, FieldSpec
 
 AMOUNT_FIELDS = ("subtotal", "tax_total", "total")
 _field, _order = to_field, order_of
@@ -84,19 +89,8 @@ def _invoice_number(doc: _Doc) -> tuple[Candidate, LabelHit] | None:
 
 # --------------------------------------------------------------------------- dates
 def _date_candidates(doc: _Doc, field: str) -> list[Candidate]:
-    out = []
-    for hit in doc.hits:
-        if hit.field != field:
-            continue
-        for region in doc.regions(hit):
-            dates = find_dates(region.words, doc.style)
-            if dates:
-                d = dates[0]
-                page_factor = 1.0 if region.page_number == doc.first_page else 0.95
-                out.append(Candidate(d.value, d.words, hit.score * region.position * d.clean * page_factor,
-                                     region.page_number, _order(d.words, region.page_number)))
-                break
-    return out
+    """The engine's candidates (generic.candidates) for a date field, in the invoice's regions."""
+    return candidates(FieldSpec(field, DATE, ()), doc.hits, doc.regions, doc.style, first_page=doc.first_page)
 
 
 def _best(cands: Sequence[Candidate]) -> Candidate | None:
