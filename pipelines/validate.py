@@ -78,6 +78,14 @@ def _construct(schema: type[BaseModel], data: dict[str, Any]) -> BaseModel:
     return schema.model_construct(_fields_set=set(values), **values)
 
 
+def _gaps(rows: Any) -> list[tuple[int, str]]:
+    """Empty cells of a table field: (row from 1, column) where the column has a value in another row."""
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, BaseModel) for r in rows):
+        return []
+    cols = [c for c in type(rows[0]).model_fields if any(getattr(r, c, None) is not None for r in rows)]
+    return [(i, c) for i, r in enumerate(rows, start=1) for c in cols if getattr(r, c, None) is None]
+
+
 def key_fields(schema: type[TargetSchema]) -> tuple[str, ...]:
     """Fields whose absence is a ``missing:`` review reason: the invoice's key fields, a schema's own
     ``json_schema_extra={"key_fields": [...]}``, else every field of a user's schema (none for the
@@ -164,6 +172,8 @@ def build_extraction(
     kept = {k: v for k, v in fields.items() if k in obj.model_fields_set}
     reasons: list[str] = list(extra_reasons)
     reasons += [f"missing:{name}" for name in key_fields(schema) if getattr(obj, name) in (None, [])]
+    if not isinstance(obj, Invoice):
+        reasons += [f"missing:{name}[{i}].{col}" for name in key_fields(schema) for i, col in _gaps(getattr(obj, name))]
     if isinstance(obj, Invoice):
         reasons += invoice_checks(obj)
     reasons += run_checks(obj) + [f"check_failed:{msg}" for msg in failed]

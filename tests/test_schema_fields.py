@@ -183,6 +183,10 @@ def test_declared_checks_become_review_reasons():
                                   confidence=0.9, source="layout")}
     ex = build_extraction(demo.PurchaseOrder, fields)
     assert "check_failed:sum(lines[].amount) == total" in ex.review_reasons and "missing:po_number" in ex.review_reasons
+    rows = [dict(r) for r in _po().model_dump()["lines"]]
+    rows[1]["amount"] = None  # a cell the table reader did not read, in a column the other rows have
+    ex = build_extraction(demo.PurchaseOrder, {"lines": FieldValue(name="lines", value=rows, confidence=0.9, source="ocr")})
+    assert "missing:lines[2].amount" in ex.review_reasons and "missing:lines[1].item_code" not in ex.review_reasons
 
 
 class Signed(demo.DeliveryNote):
