@@ -153,6 +153,37 @@ def test_labels_above_values_and_a_totals_block(tmp_path):
     assert "check_failed:sum(lines[].amount) == total" in got.review_reasons
 
 
+def test_german_statement_with_the_opening_balance_as_first_table_row(tmp_path):
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+
+    def put(x, y, text, right=False):
+        x -= pymupdf.get_text_length(text, fontname="helv", fontsize=9) if right else 0
+        page.insert_text((x, y), text, fontsize=9, fontname="helv")
+
+    for x, y, text in [(40, 80, "Kontoinhaber: Elbe Software GmbH"), (320, 80, "IBAN: DE44 5001 0517 5407 3249 31"),
+                       (40, 96, "Datum: 30.04.2024"), (320, 96, "Währung: EUR")]:
+        put(x, y, text)
+    rows = [("Buchungstag", "Verwendungszweck", "Betrag", "Saldo"), ("", "Alter Kontostand", "", "1.000,00"),
+            ("02.04.2024", "Miete April", "-750,00", "250,00"), ("15.04.2024", "Gutschrift Kunde 4711", "1.200,00", "1.450,00")]
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            put([40, 110, 480, 555][c], 140 + 16 * r, cell, c >= 2)
+    put(40, 220, "Neuer Kontostand")
+    put(555, 220, "1.450,00", True)
+    doc.save(tmp_path / "ka.pdf")
+    got = docroute.extract(tmp_path / "ka.pdf", schema=demo.BankStatement, vlm={"backend": "none"})
+    st = got.value
+    assert (st.account_holder, st.account_number, st.statement_date, st.currency) == (
+        "Elbe Software GmbH", "DE44 5001 0517 5407 3249 31", date(2024, 4, 30), "EUR")
+    assert (st.opening_balance, st.closing_balance) == (Decimal("1000.00"), Decimal("1450.00"))
+    assert [(t.booked_on, t.amount) for t in st.transactions] == [
+        (date(2024, 4, 2), Decimal("-750.00")), (date(2024, 4, 15), Decimal("1200.00"))]
+    assert not got.needs_review, got.review_reasons  # the opening balance plus the amounts is the closing one
+
+
 def test_labels_come_from_the_model():
     assert words_of("poNumber") == "po number" == words_of("po_number")
     assert {"po no", "po #", "purchase order number", "bestellnummer"} <= set(variants("po number"))

@@ -92,13 +92,13 @@ def read_list(spec: FieldSpec, pages_rows: Sequence[Sequence[Row]], stops: dict[
     for rows in pages_rows:
         columns: list[Column] | None = None
         prev: Row | None = None
-        skipped = 0
+        skipped = read_here = 0
         pitch: float | None = None
         for row in rows:
             key = (row.page_number, row.index)
             cols = header(row, lexicon, len(specs))
             if cols:
-                columns, prev, skipped = cols, row, 0
+                columns, prev, skipped, read_here = cols, row, 0, 0
                 used.add(key)
                 continue
             if columns is None:
@@ -106,9 +106,13 @@ def read_list(spec: FieldSpec, pages_rows: Sequence[Sequence[Row]], stops: dict[
             gap = row.bbox.y0 - prev.bbox.y1
             limit = max(GAP_ROWS * max(prev.height, row.height, 1.0), 2.5 * pitch if pitch else 0.0)
             # a row that starts with a schema label ("Closing balance"), or a short one that starts with a
-            # totals label ("Subtotal  499.40"), ends the table
+            # totals label ("Subtotal  499.40"), ends the table; before the first item ("Opening balance"
+            # as the first row) it is read past, left to the field it names
             starts_label = any(h.phrase == 0 and h.start == 0 and (h.field != TABLE_END or len(row.phrases) <= 2)
                                for h in stops.get(key, ()))
+            if starts_label and not read_here and gap <= limit:
+                prev = row
+                continue
             if gap > limit or starts_label:
                 columns = None
                 continue
@@ -117,6 +121,7 @@ def read_list(spec: FieldSpec, pages_rows: Sequence[Sequence[Row]], stops: dict[
             if typed or (cells and all(specs[n].kind == TEXT for n in specs) and len(cells) >= 2):
                 items.append(cells)
                 pages.append(row.page_number)
+                read_here += 1
                 pitch = row.bbox.cy - prev.bbox.cy if pitch is None else min(pitch, row.bbox.cy - prev.bbox.cy)
                 used.add(key)
                 skipped = 0
