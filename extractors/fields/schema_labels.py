@@ -69,26 +69,31 @@ def synonym_groups() -> tuple[tuple[str, ...], ...]:
 
 
 def variants(label: str) -> list[str]:
-    """``label`` and the labels made by swapping whole-word synonyms into it (breadth first, capped)."""
+    """``label`` and the labels made by swapping whole-word synonyms into it (breadth first, capped).
+
+    Words a swap brought in are not swapped again on their own (a member of two groups, such as "ref",
+    must not lead from one meaning to another); a phrase that only partly consists of them may be
+    ("po number" -> "order number" -> "bestellnummer")."""
     start = _norm(label)
     seen = {start: None}
-    queue = [start]
+    queue: list[tuple[list[str], list[bool]]] = [(start.split(), [False] * len(start.split()))]
     while queue and len(seen) < _MAX_VARIANTS:
-        cur = queue.pop(0)
-        tokens = cur.split()
+        tokens, brought = queue.pop(0)
         for group in synonym_groups():
             for member in group:
                 m = member.split()
                 for i in range(len(tokens) - len(m) + 1):
-                    if tokens[i:i + len(m)] != m:
+                    if tokens[i:i + len(m)] != m or all(brought[i:i + len(m)]):
                         continue
                     for other in group:
                         if other == member:
                             continue
-                        new = " ".join(tokens[:i] + other.split() + tokens[i + len(m):])
-                        if new not in seen and len(seen) < _MAX_VARIANTS:
-                            seen[new] = None
-                            queue.append(new)
+                        o = other.split()
+                        new = tokens[:i] + o + tokens[i + len(m):]
+                        text = " ".join(new)
+                        if text not in seen and len(seen) < _MAX_VARIANTS:
+                            seen[text] = None
+                            queue.append((new, brought[:i] + [True] * len(o) + brought[i + len(m):]))
     return list(seen)
 
 
