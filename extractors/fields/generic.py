@@ -77,7 +77,7 @@ def _regions(hit: LabelHit, rows_at: dict[int, tuple[Row, ...]], hits_at) -> lis
     return [r for r in (right, down) if r is not None]
 
 
-def _bool_candidate(spec: FieldSpec, hit: LabelHit, row_words) -> Candidate | None:
+def _bool_candidate(hit: LabelHit, row_words) -> Candidate:
     """A check box beside its label: a mark just left of the label (or right of it); no mark = unchecked."""
     height = max(hit.bbox.height, 1.0)
     left = [w for w in row_words if w.bbox.x1 <= hit.bbox.x0 + 1 and hit.bbox.x0 - w.bbox.x1 < 3 * height]
@@ -103,9 +103,7 @@ def candidates(spec: FieldSpec, hits: Sequence[LabelHit], regions: Callable[[Lab
         if hit.field != spec.name or (hit.page_number, hit.row.index) in skip:
             continue
         if spec.kind == BOOL:
-            cand = _bool_candidate(spec, hit, hit.row.words)
-            if cand is not None:
-                out.append(cand)
+            out.append(_bool_candidate(hit, hit.row.words))
             continue
         for region in regions(hit):
             got = read_value(spec, region.words, style)
