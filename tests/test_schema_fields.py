@@ -98,7 +98,8 @@ def test_other_layouts_key_value_grid_and_french(tmp_path):
     page = doc.new_page(width=595, height=842)
     for x, y, text in [(40, 100, "N° de bon de livraison : BL-77812"), (300, 100, "Transporteur : Geodis"),
                        (40, 120, "Votre commande : CMD-5521"), (300, 120, "Colis : 3"),
-                       (40, 140, "Destinataire : Boulangerie Martin"), (40, 260, "Quantité totale : 18")]:
+                       (40, 140, "Destinataire : Boulangerie Martin"), (300, 140, "Date de livraison : 03/05/2024"),
+                       (40, 260, "Quantité totale : 18")]:
         _put(page, x, y, text, 10)
     for x, head in zip((40, 140, 380, 470), ("Code", "Désignation", "Quantité", "Unité"), strict=True):
         _put(page, x, 190, head, font="hebo")
@@ -109,6 +110,7 @@ def test_other_layouts_key_value_grid_and_french(tmp_path):
     dn = docroute.extract(tmp_path / "bl.pdf", schema=demo.DeliveryNote, vlm={"backend": "none"}).value
     assert (dn.delivery_note_number, dn.order_reference, dn.recipient, dn.carrier, dn.packages, dn.total_quantity) == (
         "BL-77812", "CMD-5521", "Boulangerie Martin", "Geodis", 3, Decimal("18"))
+    assert dn.delivery_date == date(2024, 5, 3)  # a French page reads an undecided date day first
     assert [(i.description, i.quantity, i.unit) for i in dn.items] == [
         ("Farine T55 25 kg", Decimal("12"), "sacs"), ("Levure fraîche", Decimal("6"), "pcs")]
 

@@ -25,7 +25,7 @@ from .amounts import NumberStyle
 from .common import FALLBACK, Candidate, order_of, to_field
 from .conventions import infer_style
 from .labels import LEXICON, OTHER, LabelHit, Lexicon, find_labels, hits_by_row
-from .lines import Row, page_rows, words_source
+from .lines import Row, fold, page_rows, words_source
 from .regions import Region, below, right_of
 from .schema_labels import BOOL, TABLE, TEXT, FieldSpec, field_specs, lexicon_entries
 from .tables import TABLE_END, read_list
@@ -144,10 +144,22 @@ class DocumentView:
     style: NumberStyle
 
 
+# Function words of the languages that write dates day first; a handful of them on the page tells an
+# undecided "03/05/2024" to read day first (English documents without a "$" read month first).
+_NON_ENGLISH = frozenset({"der", "die", "das", "und", "mit", "von", "für", "ihre", "de", "le", "la", "les", "du", "des",
+                          "et", "pour", "avec", "votre", "het", "een", "van", "voor", "uw", "el", "los", "las",
+                          "y", "con", "por", "su", "il", "della", "di", "per"})
+
+
+def _not_english(pages: Sequence[ParsedPage]) -> bool:
+    return sum(fold(w.text).strip(".,:;") in _NON_ENGLISH for p in pages for w in p.words) >= 3
+
+
 def read_document(pages: Sequence[ParsedPage], lexicon: Lexicon, languages: tuple[str, ...],
                   strip_rules: bool = False) -> DocumentView | None:
     """Pages -> rows -> label hits (``lexicon``) -> number/date conventions; None without words.
-    The first half of both the invoice rules and the schema-driven extractor."""
+    The first half of both the invoice rules and the schema-driven extractor (``strip_rules``: OCR'd box
+    borders removed, and the page's own language words count for the date order)."""
     pages = tuple(sorted(pages, key=lambda p: p.page_number))
     if strip_rules:
         pages = tuple(_without_rules(p) for p in pages)
@@ -155,8 +167,8 @@ def read_document(pages: Sequence[ParsedPage], lexicon: Lexicon, languages: tupl
         return None
     rows = tuple(page_rows(p) for p in pages)
     hits = tuple(find_labels([r for page in rows for r in page], lexicon))
-    style = infer_style((w for p in pages for w in p.words), tuple(languages),
-                        foreign_labels=0 if "en" in languages else 1)
+    foreign = 0 if "en" in languages and not (strip_rules and _not_english(pages)) else 1
+    style = infer_style((w for p in pages for w in p.words), tuple(languages), foreign_labels=foreign)
     return DocumentView(pages, rows, {p.page_number: r for p, r in zip(pages, rows, strict=True)}, hits,
                         hits_by_row(hits), style)
 
