@@ -186,6 +186,30 @@ def test_german_statement_with_the_opening_balance_as_first_table_row(tmp_path):
     assert not got.needs_review, got.review_reasons  # the opening balance plus the amounts is the closing one
 
 
+def test_a_table_header_on_two_lines(tmp_path):
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+
+    def put(x, y, text, right=False, font="helv"):
+        x -= pymupdf.get_text_length(text, fontname=font, fontsize=9) if right else 0
+        page.insert_text((x, y), text, fontsize=9, fontname=font)
+
+    put(40, 80, "PO Number: 88-1204")
+    for x, y, text, right in [(42, 190, "Item", False), (112, 190, "Description", False), (416, 182, "Unit", True),
+                              (416, 192, "Price", True), (496, 182, "Qty", True), (568, 182, "Line", True),
+                              (568, 192, "Total", True)]:
+        put(x, y, text, right, "hebo")
+    for r, row in enumerate([("A-1", "Widget, large", "12.00", "3", "36.00"), ("B-2", "Gadget", "4.50", "10", "45.00")]):
+        for c, cell in enumerate(row):
+            put([42, 112, 416, 496, 568][c], 212 + r * 16, cell, c >= 2)
+    doc.save(tmp_path / "po.pdf")
+    po = docroute.extract(tmp_path / "po.pdf", schema=demo.PurchaseOrder, vlm={"backend": "none"}).value
+    assert [(x.description, x.quantity, x.unit_price, x.amount) for x in po.lines] == [
+        ("Widget, large", 3, Decimal("12.00"), Decimal("36.00")), ("Gadget", 10, Decimal("4.50"), Decimal("45.00"))]
+
+
 def test_labels_come_from_the_model():
     assert words_of("poNumber") == "po number" == words_of("po_number")
     assert {"po no", "po #", "purchase order number", "bestellnummer"} <= set(variants("po number"))

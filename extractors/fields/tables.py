@@ -19,7 +19,7 @@ from docroute.schemas.values import BBox, FieldValue, Word
 from .amounts import NumberStyle
 from .labels import LabelHit, Lexicon, find_labels, norm_token
 from .line_items import COLUMN_LEXICON, GAP_ROWS, OTHER_COLUMN, Column, assign_columns
-from .lines import Row, word_confidence, words_source
+from .lines import Phrase, Row, word_confidence, words_source
 from .schema_labels import TEXT, FieldSpec, lexicon_entries
 from .values import read_value
 
@@ -58,7 +58,31 @@ def header(row: Row, lexicon: Lexicon, n_fields: int) -> list[Column] | None:
     if len(best) < min(2, n_fields) or covered < 0.6 * tokens or not best:
         return None
     named = [Column(h.field, h.weight, h.bbox.x0, h.bbox.x1) for h in best.values()]
+    # a second column named like a field ("Item" beside "Description") is a column of no field
+    kept = {id(h) for h in best.values()}
+    others += [Column(OTHER_COLUMN, h.weight, h.bbox.x0, h.bbox.x1) for h in hits
+               if h.field != OTHER_COLUMN and id(h) not in kept
+               and not any(min(h.bbox.x1, c.x1) - max(h.bbox.x0, c.x0) > 0 for c in named)]
     return sorted(named + others, key=lambda c: c.x0)
+
+
+def _named(columns: list[Column] | None) -> int:
+    return sum(c.role != OTHER_COLUMN for c in columns or ())
+
+
+def stacked(upper: Row, lower: Row) -> Row | None:
+    """A header printed on two lines ("Unit" over "Price") as one row: each lower phrase joins the upper
+    phrase it sits under. None when the lower line is not right under the upper one."""
+    if lower.bbox.y0 - upper.bbox.y1 > 0.8 * max(upper.height, lower.height):
+        return None
+    phrases = list(upper.phrases)
+    for ph in lower.phrases:
+        over = [i for i, up in enumerate(phrases) if min(up.bbox.x1, ph.bbox.x1) - max(up.bbox.x0, ph.bbox.x0) > 0]
+        if len(over) == 1:
+            phrases[over[0]] = Phrase(phrases[over[0]].words + ph.words, upper.page_number)
+        else:
+            phrases.append(ph)
+    return Row(tuple(sorted(phrases, key=lambda p: p.bbox.x0)), upper.page_number, upper.index)
 
 
 def _cells(row: Row, columns: Sequence[Column], specs: dict[str, FieldSpec], style: NumberStyle):
@@ -94,9 +118,17 @@ def read_list(spec: FieldSpec, pages_rows: Sequence[Sequence[Row]], stops: dict[
         prev: Row | None = None
         skipped = read_here = 0
         pitch: float | None = None
-        for row in rows:
+        for n, row in enumerate(rows):
             key = (row.page_number, row.index)
+            if key in used:
+                continue  # the second line of a two-line header
             cols = header(row, lexicon, len(specs))
+            two = stacked(row, rows[n + 1]) if n + 1 < len(rows) else None
+            both = header(two, lexicon, len(specs)) if two is not None else None
+            # a header on two lines ("Unit" over "Price") when it names more columns than either line
+            if both and _named(both) > max(_named(cols), _named(header(rows[n + 1], lexicon, len(specs)))):
+                cols, row = both, rows[n + 1]
+                used.add((row.page_number, row.index))
             if cols:
                 columns, prev, skipped, read_here = cols, row, 0, 0
                 used.add(key)
