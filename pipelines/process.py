@@ -55,6 +55,7 @@ from docroute.schemas import (
     ParsedPage,
 )
 from docroute.schemas.registry import get_schema
+from docroute.schemas.targets import TargetSchema
 
 
 def _ms(t0: float) -> float:
@@ -234,16 +235,19 @@ def _with_engine(pages: list[PageResult], doc: DocumentHandle, options: LayoutOp
     ]
 
 
-def _extract_fields(schema_name: str, parsed: list[ParsedPage],
-                    kind: str = "invoice") -> tuple[dict[str, FieldValue], list[str]]:
-    if schema_name != "invoice":
-        return {}, [f"no_layout_extractor:{schema_name}"]
-    from docroute.extractors.fields import extract_invoice, extract_receipt
+VLM_ONLY = ("table", "chart", "handwriting")  # built-in schemas that only the VLM path fills
 
-    fields = extract_invoice(parsed)
-    if kind == "receipt":  # the merchant, address, date and total payable as a till receipt prints them
-        fields |= extract_receipt(parsed)
-    return fields, []
+
+def _extract_fields(schema: type[TargetSchema], parsed: list[ParsedPage],
+                    kind: str = "invoice") -> tuple[dict[str, FieldValue], list[str]]:
+    """Layout-path fields (extractors/fields: the invoice rules for ``invoice``, with the receipt rules
+    for a document typed ``receipt``; the schema-driven extractor for any other schema, whose labels,
+    types and tables come from the model)."""
+    from docroute.extractors.fields import extract, schema_fields
+
+    if schema.schema_name in VLM_ONLY or not schema_fields(schema):
+        return {}, [f"no_layout_extractor:{schema.schema_name}"]
+    return extract(schema, parsed, kind), []
 
 
 def _page_error(exc: Exception, settings: Settings) -> str:
@@ -271,8 +275,12 @@ def _source(source: Path | SourceFile, t0: float) -> SourceFile | DocumentResult
         return _failed(base, _unreadable(exc), t0)
 
 
-def process_document(source: Path | SourceFile, settings: Settings, context: RunContext | None = None) -> DocumentResult:
-    """One document: ``source`` as planned (doc_id and type already read off its bytes) or a path."""
+def process_document(source: Path | SourceFile, settings: Settings, context: RunContext | None = None, *,
+                     schema: type[TargetSchema] | None = None) -> DocumentResult:
+    """One document: ``source`` as planned (doc_id and type already read off its bytes) or a path.
+
+    ``schema`` (a class) overrides ``settings.schema_name``: ``docroute.extract`` passes a model that
+    need not be importable by name (one defined in a notebook)."""
     t0 = time.perf_counter()
     src = _source(source, t0)
     if isinstance(src, DocumentResult):
@@ -282,7 +290,7 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
                         mime_type=src.mime_type or "application/octet-stream", size_bytes=src.size_bytes, n_pages=0)
     if src.mime_type is None:
         return _failed(document, _unsupported_message(src), t0)
-    schema = get_schema(settings.schema_name)
+    schema = schema or get_schema(settings.schema_name)
     if src.mime_type == XML_MIME:
         return _process_xml(src, document, schema, settings, t0)
     try:
@@ -307,7 +315,7 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
             routed = [p.page_number for p in pages if p.decision.route == "vlm"]
             doctype = doctype_mod.classify([p.parsed for p in pages])
             applies = bool(read.found) or doctype_mod.schema_applies(schema.schema_name, doctype)  # an e-invoice is one
-            fields, extra = (_extract_fields(schema.schema_name, [p.parsed for p in pages], doctype.kind) if applies
+            fields, extra = (_extract_fields(schema, [p.parsed for p in pages], doctype.kind) if applies
                              else ({}, []))
             if not applies and doctype.confidence < doctype_mod.NOT_APPLICABLE_MIN_CONFIDENCE:
                 extra = ["document_type_uncertain"]  # maybe a bill after all: a person decides

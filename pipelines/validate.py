@@ -1,8 +1,9 @@
 """Merge + validate: pydantic validation, arithmetic and date checks, review flags.
 
 Code checks what models and parsers are bad at: line amounts against quantity x unit price, line items
-against the subtotal, subtotal plus tax against the total, the due date against the invoice date. Each
-failed check, missing key field, low-confidence field or unavailable VLM is a review reason.
+against the subtotal, subtotal plus tax against the total, the due date against the invoice date; for any
+schema, the checks it declares (pipelines/checks.py) and its own model validators. Each failed check,
+missing key field, low-confidence field or unavailable VLM is a review reason.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from docroute.pipelines.checks import run_checks
 from docroute.schemas import Extraction, FieldValue
 from docroute.schemas.targets import Invoice, TargetSchema
 
@@ -57,20 +59,50 @@ def invoice_checks(inv: Invoice) -> list[str]:
     return reasons
 
 
-def _validate(schema: type[BaseModel], data: dict[str, Any]) -> tuple[BaseModel, list[str]]:
-    """Validate; fields that fail are dropped (null) and reported rather than failing the document."""
+def _validate(schema: type[BaseModel], data: dict[str, Any]) -> tuple[BaseModel, list[str], list[str]]:
+    """Validate; fields that fail are dropped (null) and reported rather than failing the document.
+
+    Returns the model, the field errors, and the errors of the schema's own model validators (errors
+    with no field: its checks), which keep the values and become ``check_failed:`` reasons."""
     errors: list[str] = []
     current = dict(data)
     for _ in range(len(current) + 1):
         try:
-            return schema.model_validate(current), errors
+            return schema.model_validate(current), errors, []
         except ValidationError as exc:
             bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
-            errors += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            errors += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors() if e["loc"]]
             if not bad - {"__root__"}:
-                break
+                root = [e["msg"].removeprefix("Value error, ") for e in exc.errors() if not e["loc"]]
+                return _construct(schema, current), errors, root
             current = {k: v for k, v in current.items() if k not in bad}
-    return schema.model_validate({}), errors
+    return schema.model_validate({}), errors, []
+
+
+def _construct(schema: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    """The model with each field validated on its own, the model validators skipped (they failed)."""
+    values = {k: TypeAdapter(schema.model_fields[k].annotation).validate_python(v) for k, v in data.items()}
+    return schema.model_construct(_fields_set=set(values), **values)
+
+
+def _gaps(rows: Any) -> list[tuple[int, str]]:
+    """Empty cells of a table field: (row from 1, column) where the column has a value in another row."""
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, BaseModel) for r in rows):
+        return []
+    cols = [c for c in type(rows[0]).model_fields if any(getattr(r, c, None) is not None for r in rows)]
+    return [(i, c) for i, r in enumerate(rows, start=1) for c in cols if getattr(r, c, None) is None]
+
+
+def key_fields(schema: type[TargetSchema]) -> tuple[str, ...]:
+    """Fields whose absence is a ``missing:`` review reason: the invoice's key fields, a schema's own
+    ``json_schema_extra={"key_fields": [...]}``, else every field of a user's schema (none for the
+    built-in VLM schemas)."""
+    if schema.schema_name in KEY_FIELDS:
+        return KEY_FIELDS[schema.schema_name]
+    extra = schema.model_config.get("json_schema_extra")
+    if isinstance(extra, dict) and "key_fields" in extra:
+        return tuple(extra["key_fields"])
+    return () if schema.__module__ == TargetSchema.__module__ else tuple(schema.model_fields)
 
 
 def jsonable(value: Any) -> Any:
@@ -154,14 +186,17 @@ def build_extraction(
         fields = {**fields, **machine_fields}
         merged_from |= {name: fv.source for name, fv in machine_fields.items()}
     data = {name: fv.value for name, fv in fields.items() if name in schema.model_fields}
-    obj, errors = _validate(schema, data)
+    obj, errors, failed = _validate(schema, data)
     kept = {k: v for k, v in fields.items() if k in obj.model_fields_set}
     reasons: list[str] = list(extra_reasons)
     if not_applicable is None:  # a schema that does not apply to the document misses nothing
-        reasons += [f"missing:{name}" for name in KEY_FIELDS.get(schema.schema_name, ())
-                    if getattr(obj, name) in (None, [])]
+        reasons += [f"missing:{name}" for name in key_fields(schema) if getattr(obj, name) in (None, [])]
+        if not isinstance(obj, Invoice):
+            reasons += [f"missing:{name}[{i}].{col}" for name in key_fields(schema)
+                        for i, col in _gaps(getattr(obj, name))]
     if isinstance(obj, Invoice):
         reasons += invoice_checks(obj)
+    reasons += run_checks(obj) + [f"check_failed:{msg}" for msg in failed]
     reasons += [f"low_confidence:{name}" for name, fv in sorted(kept.items()) if fv.confidence < REVIEW_CONFIDENCE]
     if errors:
         reasons.append("validation_errors")

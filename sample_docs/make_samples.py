@@ -505,7 +505,7 @@ def make_plain_text(doc):
 def expected(file, kind, text_layer, text=(), invoice=None, error=None, status=None):
     """The expected-JSON record; text_layer is the per-page list, None for a broken file."""
     pages = len(text_layer or [])
-    route = "layout" if kind in ("invoice", "text") else "vlm"
+    route = "vlm" if kind in ("handwriting", "complex_table", "chart") else "layout"
     reasons = [kind] if route == "vlm" else []
     return {"file": file, "kind": kind, "status": status or ("failed" if kind == "broken" else "ok"),
             "n_pages": None if text_layer is None else pages, "has_text_layer": text_layer or [],
@@ -589,7 +589,9 @@ def build(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (out / name).write_bytes(data)
-    return [out / name for name in files]
+    import make_schema_samples  # the non-invoice kinds and their schemas: sample_docs/other/
+
+    return [out / name for name in files] + make_schema_samples.build(out / "other")
 
 
 def main() -> None:

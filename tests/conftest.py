@@ -26,8 +26,11 @@ def expected(name: str) -> dict:
     return json.loads((SAMPLES / f"{Path(name).stem}.expected.json").read_text())
 
 
-def all_expected() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(SAMPLES.glob("*.expected.json"))]
+def all_expected(recursive: bool = False) -> list[dict]:
+    """The expected records of sample_docs/; ``recursive`` adds sample_docs/other/ (the non-invoice kinds,
+    which a run over the folder reads too: discovery is recursive)."""
+    found = SAMPLES.rglob("*.expected.json") if recursive else SAMPLES.glob("*.expected.json")
+    return [json.loads(p.read_text()) for p in sorted(found)]
 
 
 def realdoc(rel: str) -> Path:

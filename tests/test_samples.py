@@ -20,7 +20,9 @@ DIGITAL_PDFS = [e["file"] for e in EXPECTED.values() if e["kind"] != "broken" an
 
 
 def data_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix in DATA_SUFFIXES}
+    """Every generated file by its path under ``folder`` (sample_docs/other/ too)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.suffix in DATA_SUFFIXES and p.is_file()}
 
 
 def test_generator_reproduces_committed_samples(tmp_path):
@@ -40,7 +42,7 @@ def test_every_expected_json_has_its_document_and_size_budget():
         assert (SAMPLES / exp["file"]).is_file(), exp["file"]
     documents = {p.name for p in SAMPLES.iterdir() if p.suffix in {".pdf", ".png", ".xml"}}
     assert documents == {e["file"] for e in EXPECTED.values()}
-    assert sum(p.stat().st_size for p in SAMPLES.iterdir() if p.is_file()) < 5 * 1024 * 1024
+    assert sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file()) < 5 * 1024 * 1024
 
 
 def test_expected_json_shape():
