@@ -81,7 +81,7 @@ def score(path: Path, label: dict) -> dict:
     data = inv.data if inv else {}
     row = {"file": f"{path.parent.name}/{path.name}", "half": half_of(f"{path.parent.name}/{path.name}"),
            "status": result.status,
-           "document_type": result.document_type.kind if result.document_type else None,
+           "document_type": t.kind if (t := getattr(result, "document_type", None)) else None,
            "needs_review": inv.needs_review if inv else True, "reasons": list(inv.review_reasons) if inv else [],
            "predicted": {k: str(data.get(k)) for k in ("vendor_name", "vendor_address", "invoice_date", "total")}}
     total = _decimal(data.get("total"))

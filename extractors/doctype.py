@@ -28,6 +28,7 @@ CUES = Path(__file__).with_name("doctype_cues.toml")
 MIN_AMOUNTS = 2  # amounts on the page below which a document with no total label is not a bill
 MIN_SCORE = 3.0  # a class needs at least this score to be chosen over ``other``
 RECEIPT_SHAPE = 0.55  # width / height of a page at most this: a till receipt's long strip
+WIDE_RECEIPT_LEAD = 1.0  # on a page that is not a narrow strip, receipt cues must lead by more than this
 MIN_WORDS_FOR_OTHER = 40  # fewer words than this (an unreadable scan): ``other`` is said unsurely
 _AMOUNT = re.compile(r"(?<![\d.,])\d{1,3}(?:[.,\s]\d{3})*[.,]\d{2}(?![\d])")
 
@@ -76,8 +77,12 @@ def classify(pages: Sequence[ParsedPage]) -> DocumentType:
     rec = 2 * ev["receipt_names"] + ev["receipt_terms"] + (2.0 if narrow else 0.0)
     ev["invoice_score"], ev["receipt_score"] = inv, rec
     billish = ev["total_label"] or ev["amounts"] >= MIN_AMOUNTS
-    if billish and max(inv, rec) >= MIN_SCORE:
-        best, score, other = ("receipt", rec, inv) if rec > inv or (rec == inv and narrow) else ("invoice", inv, rec)
+    named = ev["invoice_names"] + ev["receipt_names"] > 0
+    if billish and (max(inv, rec) >= MIN_SCORE or named):
+        # a full-width page is a receipt only when the receipt cues clearly lead: an invoice mentions
+        # cash or a receipt more often than a till strip calls itself an invoice
+        lead = 0.0 if narrow else WIDE_RECEIPT_LEAD
+        best, score, other = ("receipt", rec, inv) if rec > inv + lead or (rec == inv and narrow) else ("invoice", inv, rec)
         return DocumentType(kind=best, confidence=_confidence(score - other), evidence=ev)
     if narrow and ev["amounts"] >= 1:  # a strip of paper with amounts: a receipt OCR could hardly read
         return DocumentType(kind="receipt", confidence=0.55, evidence=ev)

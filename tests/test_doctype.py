@@ -39,7 +39,7 @@ def test_on_the_test_half_types_are_right_and_no_bill_is_surely_other():
     scored = [r for r in rows if "predicted" in r]
     assert len(scored) >= 90
     right = sum(r["label"] == r["predicted"] for r in scored) / len(scored)
-    assert right >= 0.9, doctype_eval.report(rows)  # measured 0.968 (2026-11-28)
+    assert right >= 0.9, doctype_eval.report(rows)  # measured 0.957 (2026-11-28)
     # a bill taken surely for something else would lose its fields without a flag: never
     lost = [r["file"] for r in scored if r["label"] != "other" and r["predicted"] == "other" and r["confidence"] >= 0.7]
     assert not lost, lost
