@@ -16,3 +16,13 @@ def read(out: str):
     from docroute.pipelines.sink import read_tables
 
     return read_tables(out)
+
+
+def extract(path, schema="invoice", **settings):
+    """One document through the pipeline, in memory (no Prefect, nothing written): the validated
+    ``schema`` instance with per-field confidence, provenance and review reasons
+    (:class:`docroute.pipelines.api.Extracted`). ``schema``: a TargetSchema class, a built-in name or
+    ``module:Class``; ``settings``: Settings fields (``vlm={"backend": "none"}``...)."""
+    from docroute.pipelines.api import extract as _extract
+
+    return _extract(path, schema, **settings)

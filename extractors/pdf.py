@@ -9,9 +9,12 @@ and 160 MB per process). We block that import here and load the model only when 
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
-from collections.abc import Iterator, Sequence
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +43,14 @@ class DocumentOpenError(ValueError):
 
 class PageTooLarge(ValueError):
     """The page cannot be rendered within the pixel budget at a readable resolution."""
+
+
+class PageUnreadable(RuntimeError):
+    """Neither MuPDF nor poppler could draw the page; the message says what each said."""
+
+
+class PageBudgetExceeded(ValueError):
+    """The page is over its budget (inflated content size or time): a page error, the others go on."""
 
 
 def _pymupdf():
@@ -116,6 +127,83 @@ def structure_damage() -> str | None:
     return "; ".join(seen[:3]) if seen else None
 
 
+def warnings_mark() -> int:
+    """Where MuPDF's warnings of this process stand now: pass it to :func:`warnings_since`."""
+    return len(_pymupdf().TOOLS.mupdf_warnings(reset=False))
+
+
+def warnings_since(mark: int) -> str:
+    """What MuPDF warned about since ``mark`` (a page's own trouble: a stream it stopped decoding)."""
+    return _pymupdf().TOOLS.mupdf_warnings(reset=False)[mark:].strip()
+
+
+# "/Name Do": a content stream drawing an XObject (a form drawn N times is interpreted N times)
+_DO = re.compile(rb"/([^\s/\[\]()<>{}%]+)\s*Do\b")
+
+
+def _inflated(raw: bytes, limit: int, calls: Counter | None = None) -> int:
+    """Bytes that the zlib data ``raw`` inflates to, counted up to ``limit`` + 1 (no more is inflated);
+    the XObjects it draws are counted into ``calls`` by name."""
+    d, total, chunk = zlib.decompressobj(), 0, 1 << 20
+    try:
+        while raw and total <= limit:
+            out = d.decompress(raw, chunk)
+            total += len(out)
+            if calls is not None:
+                calls.update(_DO.findall(out))
+            raw = d.unconsumed_tail
+            if d.eof or not out:
+                break
+    except zlib.error:  # damaged data: MuPDF stops where zlib stops, and so does the count
+        pass
+    return total
+
+
+def _stream_size(doc: pymupdf.Document, xref: int, limit: int, calls: Counter | None = None) -> int:
+    try:
+        kind, value = doc.xref_get_key(xref, "Filter")
+        filters = value.strip("[] ").split() if kind in ("name", "array") else []
+        if filters in (["/FlateDecode"], ["/Fl"]):
+            return _inflated(doc.xref_stream_raw(xref) or b"", limit, calls)
+        data = (doc.xref_stream_raw(xref) if not filters else doc.xref_stream(xref)) or b""
+    except Exception:  # noqa: BLE001  (a damaged object: left to MuPDF's reading of the page)
+        return 0
+    if calls is not None:
+        calls.update(_DO.findall(data))
+    return len(data)
+
+
+def content_size(page: pymupdf.Page, limit: int) -> int:
+    """The inflated size of what MuPDF would interpret to draw ``page``: its content streams and the
+    form XObjects its resources name, each form counted as often as the page's content draws it;
+    measured without interpreting anything and only up to ``limit`` + 1.
+
+    Flate (alone, or no filter) is inflated here in 1 MB steps and stops past ``limit``: a 2 MB stream
+    of 1.5 GB of no-op operators costs ``limit`` bytes of inflating (0.3 s per 100 MB), not the minutes
+    MuPDF spends interpreting it. Other filters are decoded by MuPDF (they expand far less). A form
+    drawn by another form is counted once. A stream that cannot be read counts for nothing: MuPDF's own
+    reading of the page says what is wrong.
+    """
+    if not page.parent.is_pdf:  # an image input: no content streams
+        return 0
+    doc, calls, total = page.parent, Counter(), 0
+    try:
+        contents = page.get_contents()
+        forms = [(xref, name.encode(), invoker) for xref, name, invoker, _ in page.get_xobjects() if xref > 0]
+    except Exception:  # noqa: BLE001  (a damaged page: left to MuPDF's reading of it)
+        return 0
+    for xref in contents:
+        total += _stream_size(doc, xref, limit - total, calls)
+        if total > limit:
+            return total
+    for xref, name, invoker in forms:
+        times = max(1, calls[name]) if invoker == 0 else 1
+        total += times * _stream_size(doc, xref, (limit - total) // times)
+        if total > limit:
+            break
+    return total
+
+
 def _bold(font: str | None) -> bool:
     """A bold font by its name ("Helvetica-Bold", "MyriadPro-Semibold", "Arial-Black", MuPDF's "hebo").
 
@@ -170,11 +258,16 @@ def _drawings(page: pymupdf.Page) -> tuple[Drawing, ...]:
     return tuple(out)
 
 
-def read_page(page: pymupdf.Page, page_number: int) -> PageContent:
-    """Everything cheap that the page offers before layout parsing: text layer, graphics, ink."""
+def read_page(page: pymupdf.Page, page_number: int, check: Callable[[str], None] | None = None) -> PageContent:
+    """Everything cheap that the page offers before layout parsing: text layer, graphics, ink.
+
+    Each of the text layer, the image list and the drawings is one pass of MuPDF over the page's
+    content; ``check(stage)`` is called after each (the page's time budget: it raises to stop)."""
     pymupdf = _pymupdf()
+    check = check or (lambda stage: None)
     rect = page.rect
     words = read_words(page, page_number)
+    check("reading the text layer")
     n_chars = sum(len(w.text) for w in words)
     image_boxes, dpis, grays = [], [], []
     for info in page.get_image_info():
@@ -185,6 +278,7 @@ def read_page(page: pymupdf.Page, page_number: int) -> PageContent:
         grays.append(info.get("colorspace") == 1)
         if b.width > 0 and info.get("width"):
             dpis.append(info["width"] / (b.width / 72.0))
+    check("listing the images")
     ink_boxes, strokes = [], 0
     for annot in page.annots() or ():
         if annot.type[0] == pymupdf.PDF_ANNOT_INK:

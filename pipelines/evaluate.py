@@ -6,7 +6,8 @@ Label formats (documented in the README):
   "line_items": [{"description": ..., "amount": ...}]}, "routes": ["layout", "vlm"]}]}``
 - CSV with columns ``file,field,value``: ``field`` is a schema field, ``line_items`` (value: a JSON
   list) or ``route:<page>`` (value ``layout`` or ``vlm``).
-- A folder of docroute ``*.expected.json`` files (the format of ``sample_docs/``).
+- A folder of docroute ``*.expected.json`` files (the format of ``sample_docs/``: the ``invoice`` key, or
+  ``fields`` for another schema as in ``sample_docs/other/``).
 
 Only labelled fields are scored. A field is correct when the normalised prediction equals the
 normalised label (dates as ISO dates, amounts as decimals, text case- and space-insensitive).
@@ -23,6 +24,8 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from docroute.pipelines.sink import read_tables
 
@@ -44,6 +47,8 @@ def load_labels(path: Path) -> Labels:
             exp = json.loads(f.read_text())
             if exp.get("invoice"):
                 fields[exp["file"]].update(exp["invoice"])
+            if exp.get("fields"):  # a document of another schema (sample_docs/other/)
+                fields[exp["file"]].update(exp["fields"])
             if exp.get("expected_route"):
                 routes[exp["file"]] = list(exp["expected_route"])
     elif path.suffix.lower() == ".csv":
@@ -69,6 +74,8 @@ def load_labels(path: Path) -> Labels:
 def _norm(value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
     if isinstance(value, date):
         return value.isoformat()[:10]
     if isinstance(value, Decimal | int | float):
@@ -104,6 +111,12 @@ def _items_match(pred: list[dict], gold: list[dict]) -> tuple[int, int, int]:
                 del remaining[i]
                 break
     return matched, len(pred or []), len(gold)
+
+
+def _rows_equal(pred: list[dict], gold: list[dict]) -> bool:
+    """Every labelled cell of every row equal, in order."""
+    return len(pred) == len(gold) and all(
+        _norm(dict(p).get(k)) == _norm(v) for p, g in zip(pred, gold, strict=True) for k, v in g.items())
 
 
 @dataclass
@@ -192,9 +205,16 @@ def evaluate(out: Path, labels: Labels, schema: str = "invoice") -> Report:
         confidence = dict(_seq(row.get("field_confidence")))
         all_ok = True
         for key, want in gold.items():
-            if key == "line_items":
-                m, p, g = _items_match(_seq(row.get("line_items")), want or [])
+            if key == "line_items" or isinstance(want, list):
+                m, p, g = _items_match(_seq(row.get(key)), want or [])
                 matched, predicted, labelled = matched + m, predicted + p, labelled + g
+                if key != "line_items":  # another schema's table: one field, right when every row is
+                    score = report.per_field.setdefault(key, FieldScore())
+                    score.labelled += 1
+                    score.predicted += p > 0
+                    ok = m == p == g and _rows_equal(_seq(row.get(key)), want or [])
+                    score.correct += ok
+                    all_ok &= ok
                 continue
             score = report.per_field.setdefault(key, FieldScore())
             if _norm(want) is None:

@@ -26,7 +26,9 @@ SUPPORTED = {
     "image/png": "png",
     "image/jpeg": "jpeg",
     "image/tiff": "tiff",
+    "application/xml": "xml",  # a CII or UBL invoice only (sniff reads the root element)
 }
+XML_MIME = "application/xml"
 _CHUNK = 1 << 20
 # Sidecar files that sit beside documents (ground truth, scripts, notes) are not inputs. This is the
 # only name-based rule: every other file's type comes from its bytes.
@@ -51,8 +53,27 @@ def display_path(path: Path | str) -> str:
     return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
-def _wanted(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() not in SIDECAR_SUFFIXES
+def _wanted(name: str, folder: str = "") -> bool:
+    """Not hidden, not a sidecar; an ``.xml`` file only when it is a CII or UBL invoice (its root)."""
+    if name.startswith("."):
+        return False
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix == ".xml":
+        return _xml_invoice(os.path.join(folder, name))
+    return suffix not in SIDECAR_SUFFIXES
+
+
+def _xml_invoice(path: str) -> bool:
+    """A regular file whose first bytes open a CII or UBL invoice (never opens a FIFO or a device)."""
+    from docroute.extractors.einvoice import sniff_root
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as fh:
+            return sniff_root(fh.read(8192)) is not None
+    except OSError:
+        return False
 
 
 def _walk(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
@@ -85,7 +106,7 @@ def _walk(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
             continue
         seen.add(key)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(current, f) for f in files if _wanted(f))
+        found.extend(Path(current, f) for f in files if _wanted(f, current))
     return found
 
 
@@ -158,13 +179,19 @@ def discover(input_spec: str, exclude: tuple[Path, ...] = ()) -> list[Path]:
 
 
 def sniff(head: bytes) -> tuple[str | None, str]:
-    """(supported mime type or None, a description of what the bytes are)."""
+    """(supported mime type or None, a description of what the bytes are).
+
+    XML is supported only when its root element is a CII or UBL invoice (``application/xml``)."""
     import filetype
 
     if not head:
         return None, "an empty file"
     if head.lstrip(b"\x00\t\r\n ")[:5] == b"%PDF-" or b"%PDF-" in head[:1024]:
         return "application/pdf", "PDF"
+    from docroute.extractors.einvoice import sniff_root
+
+    if syntax := sniff_root(head):
+        return "application/xml", {"cii": "a UN/CEFACT CII invoice (XML)", "ubl": "a UBL invoice (XML)"}[syntax]
     kind = filetype.guess(head)
     if kind is None:
         printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head[:512]) / max(1, len(head[:512]))
@@ -234,5 +261,7 @@ def open_file(path: Path, passwords: Sequence[str] = ()) -> Iterator[DocumentHan
     src = ingest(Path(path))
     if src.mime_type is None:
         raise InputError(f"{display_path(path)}: not a PDF or image (the bytes look like {src.detected})")
+    if src.mime_type == XML_MIME:
+        raise InputError(f"{display_path(path)}: {src.detected} has no pages to open (`docroute run` reads it)")
     with open_handle(src, passwords) as handle:
         yield handle

@@ -77,6 +77,7 @@ def review_items(out: Path, schema_name: str, threshold: float) -> list[dict]:
         flagged: dict[str, list[str]] = defaultdict(list)
         for reason in reasons:
             kind, _, name = reason.partition(":")
+            name = name.partition(":")[0]  # einvoice_mismatch:total:printed=..:xml=.. flags total
             if name in schema.model_fields:
                 flagged[name].append(kind)
         for name, c in conf.items():

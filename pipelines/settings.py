@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     storage_options: dict[str, str] = Field(default_factory=dict, description="deltalake storage options for an "
                                             "object-store output (s3://, az://, gs://): credentials, region, endpoint")
     max_pages: int = Field(5000, ge=1, description="a document with more pages is a failed row (not read)")
+    page_timeout_s: float = Field(
+        120.0, gt=0, description="a page taking longer (reading, rendering, OCR, poppler) is a page error; the "
+        "document's other pages are kept (checked between stages: see pipelines/process.py)",
+    )
+    max_content_stream_mb: float = Field(
+        100.0, gt=0, description="a page whose content streams (and the forms it draws) inflate to more is a page "
+        "error, refused before MuPDF interprets them (a content-stream bomb)",
+    )
+    poppler_fallback: bool = Field(True, description="read a page that MuPDF fails on, or draws blank in a "
+                                   "damaged PDF, with poppler (pdftoppm) and OCR")
+    poppler_timeout_s: float = Field(60.0, gt=0, description="one poppler call (pdfinfo, pdftoppm) taking longer "
+                                     "is killed; it runs within page_timeout_s too")
     password_file: Path | None = Field(
         None, description="file of passwords, one per line, tried on encrypted PDFs (only the path is recorded)"
     )

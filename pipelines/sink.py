@@ -70,7 +70,7 @@ def page_rows(result: DocumentResult, run_id: str) -> list[dict]:
                  "y1": r.bbox.y1, "source": r.source, "evidence": _map(r.evidence), "why": r.why}
                 for r in p.decision.regions
             ],
-            "vlm_scope": p.decision.vlm_scope,
+            "vlm_scope": p.decision.vlm_scope, "renderer": p.renderer, "renderer_note": p.renderer_note,
         }
         for p in result.pages
     ]
@@ -90,10 +90,11 @@ def element_rows(result: DocumentResult, run_id: str) -> list[dict]:
 
 
 def extraction_row(result: DocumentResult, ex: Extraction, run_id: str) -> dict:
+    # a field read from the page has a box; one read from an e-invoice's XML has its element path instead
     provenance = [
-        {"field": name, "page_number": fv.page_number, "x0": fv.bbox.x0, "y0": fv.bbox.y0, "x1": fv.bbox.x1,
-         "y1": fv.bbox.y1, "raw_text": fv.raw_text}
-        for name, fv in sorted(ex.fields.items()) if fv.bbox is not None
+        {"field": name, "page_number": fv.page_number, "x0": fv.bbox and fv.bbox.x0, "y0": fv.bbox and fv.bbox.y0,
+         "x1": fv.bbox and fv.bbox.x1, "y1": fv.bbox and fv.bbox.y1, "raw_text": fv.raw_text}
+        for name, fv in sorted(ex.fields.items()) if fv.bbox is not None or fv.source == "einvoice"
     ]
     return {
         "doc_id": result.document.doc_id, "file_name": result.document.file_name, **ex.data,
@@ -116,6 +117,9 @@ def document_row(result: DocumentResult, run_id: str, schema: type[TargetSchema]
         "duration_ms": result.duration_ms, "run_id": run_id, "processed_at": result.processed_at,
         "pipeline_version": result.pipeline_version,
         "redactions": None if result.redactions is None else [r.model_dump() for r in result.redactions],
+        "document_type": t.kind if (t := result.document_type) else None,
+        "document_type_confidence": t.confidence if t else None,
+        "document_type_evidence": _map(t.evidence) if t else None,
     }
 
 

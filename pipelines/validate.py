@@ -1,8 +1,9 @@
 """Merge + validate: pydantic validation, arithmetic and date checks, review flags.
 
 Code checks what models and parsers are bad at: line amounts against quantity x unit price, line items
-against the subtotal, subtotal plus tax against the total, the due date against the invoice date. Each
-failed check, missing key field, low-confidence field or unavailable VLM is a review reason.
+against the subtotal, subtotal plus tax against the total, the due date against the invoice date; for any
+schema, the checks it declares (pipelines/checks.py) and its own model validators. Each failed check,
+missing key field, low-confidence field or unavailable VLM is a review reason.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from docroute.pipelines.checks import run_checks
 from docroute.schemas import Extraction, FieldValue
 from docroute.schemas.targets import Invoice, TargetSchema
 
@@ -42,28 +44,65 @@ def invoice_checks(inv: Invoice) -> list[str]:
     if inv.subtotal is not None and amounts and all(a is not None for a in amounts):
         if not _close(sum(amounts, Decimal(0)), inv.subtotal, terms=len(amounts)):
             reasons.append("line_items_sum_mismatch")
+    reconciled = False
     if inv.subtotal is not None and inv.total is not None:
-        if not _close(inv.subtotal + (inv.tax_total or Decimal(0)), inv.total, terms=2):
+        reconciled = _close(inv.subtotal + (inv.tax_total or Decimal(0)), inv.total, terms=2)
+        if not reconciled:
             reasons.append("total_mismatch")
+    elif inv.total is not None and amounts and all(a is not None for a in amounts):
+        reconciled = _close(sum(amounts, Decimal(0)) + (inv.tax_total or Decimal(0)), inv.total, terms=len(amounts) + 1)
+    if inv.total is not None and not reconciled and "total_mismatch" not in reasons:
+        # no subtotal and no complete line items: the check could not run, and that is not a pass
+        reasons.append("total_unreconciled")
     if inv.invoice_date and inv.due_date and inv.due_date < inv.invoice_date:
         reasons.append("due_date_before_invoice_date")
     return reasons
 
 
-def _validate(schema: type[BaseModel], data: dict[str, Any]) -> tuple[BaseModel, list[str]]:
-    """Validate; fields that fail are dropped (null) and reported rather than failing the document."""
+def _validate(schema: type[BaseModel], data: dict[str, Any]) -> tuple[BaseModel, list[str], list[str]]:
+    """Validate; fields that fail are dropped (null) and reported rather than failing the document.
+
+    Returns the model, the field errors, and the errors of the schema's own model validators (errors
+    with no field: its checks), which keep the values and become ``check_failed:`` reasons."""
     errors: list[str] = []
     current = dict(data)
     for _ in range(len(current) + 1):
         try:
-            return schema.model_validate(current), errors
+            return schema.model_validate(current), errors, []
         except ValidationError as exc:
             bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
-            errors += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            errors += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors() if e["loc"]]
             if not bad - {"__root__"}:
-                break
+                root = [e["msg"].removeprefix("Value error, ") for e in exc.errors() if not e["loc"]]
+                return _construct(schema, current), errors, root
             current = {k: v for k, v in current.items() if k not in bad}
-    return schema.model_validate({}), errors
+    return schema.model_validate({}), errors, []
+
+
+def _construct(schema: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    """The model with each field validated on its own, the model validators skipped (they failed)."""
+    values = {k: TypeAdapter(schema.model_fields[k].annotation).validate_python(v) for k, v in data.items()}
+    return schema.model_construct(_fields_set=set(values), **values)
+
+
+def _gaps(rows: Any) -> list[tuple[int, str]]:
+    """Empty cells of a table field: (row from 1, column) where the column has a value in another row."""
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, BaseModel) for r in rows):
+        return []
+    cols = [c for c in type(rows[0]).model_fields if any(getattr(r, c, None) is not None for r in rows)]
+    return [(i, c) for i, r in enumerate(rows, start=1) for c in cols if getattr(r, c, None) is None]
+
+
+def key_fields(schema: type[TargetSchema]) -> tuple[str, ...]:
+    """Fields whose absence is a ``missing:`` review reason: the invoice's key fields, a schema's own
+    ``json_schema_extra={"key_fields": [...]}``, else every field of a user's schema (none for the
+    built-in VLM schemas)."""
+    if schema.schema_name in KEY_FIELDS:
+        return KEY_FIELDS[schema.schema_name]
+    extra = schema.model_config.get("json_schema_extra")
+    if isinstance(extra, dict) and "key_fields" in extra:
+        return tuple(extra["key_fields"])
+    return () if schema.__module__ == TargetSchema.__module__ else tuple(schema.model_fields)
 
 
 def jsonable(value: Any) -> Any:
@@ -123,33 +162,54 @@ def build_extraction(
     extra_reasons: Sequence[str] = (),
     vlm_fields: dict[str, FieldValue] | None = None,
     raw_extra: dict[str, Any] | None = None,
+    machine_fields: dict[str, FieldValue] | None = None,
+    not_applicable: str | None = None,
 ) -> Extraction:
     """Validate the fields into ``schema`` and flag what needs review.
+
+    ``not_applicable``: the document is of a type the schema does not describe (a letter for the invoice
+    schema): no field was guessed, nothing is missing, and ``raw_json`` says so.
 
     ``fields`` are the layout path's values; ``vlm_fields`` the VLM's (source ``vlm``, the model's own
     confidence). Both are kept in ``raw_json`` (``layout`` and ``vlm``, with ``merged_from``); the
     extraction takes, per field, the more confident of the two (:func:`merge_fields`), and
     ``field_source`` names the winner.
+
+    ``machine_fields`` (an e-invoice's XML, source ``einvoice``; a payment QR code's, source ``qr``) win
+    over both: they are kept in ``raw_json`` as ``machine``, and ``merged_from`` names them.
     """
     layout_fields = fields
     merged_from: dict[str, str] = {}
     if vlm_fields:
         fields, merged_from = merge_fields(fields, vlm_fields)
+    if machine_fields:
+        fields = {**fields, **machine_fields}
+        merged_from |= {name: fv.source for name, fv in machine_fields.items()}
     data = {name: fv.value for name, fv in fields.items() if name in schema.model_fields}
-    obj, errors = _validate(schema, data)
+    obj, errors, failed = _validate(schema, data)
     kept = {k: v for k, v in fields.items() if k in obj.model_fields_set}
     reasons: list[str] = list(extra_reasons)
-    reasons += [f"missing:{name}" for name in KEY_FIELDS.get(schema.schema_name, ()) if getattr(obj, name) in (None, [])]
+    if not_applicable is None:  # a schema that does not apply to the document misses nothing
+        reasons += [f"missing:{name}" for name in key_fields(schema) if getattr(obj, name) in (None, [])]
+        if not isinstance(obj, Invoice):
+            reasons += [f"missing:{name}[{i}].{col}" for name in key_fields(schema)
+                        for i, col in _gaps(getattr(obj, name))]
     if isinstance(obj, Invoice):
         reasons += invoice_checks(obj)
+    reasons += run_checks(obj) + [f"check_failed:{msg}" for msg in failed]
     reasons += [f"low_confidence:{name}" for name, fv in sorted(kept.items()) if fv.confidence < REVIEW_CONFIDENCE]
     if errors:
         reasons.append("validation_errors")
     if routed_pages and vlm_status != "ok":
         reasons.append("vlm_unavailable" if vlm_status == "unavailable" else f"vlm_{vlm_status}")
     raw: dict[str, Any] = {"layout": _raw_fields(layout_fields), "routed_pages": list(routed_pages)}
+    if not_applicable is not None:
+        raw["not_applicable"] = not_applicable
     if vlm_fields is not None:
         raw["vlm"] = _raw_fields(vlm_fields)
+    if machine_fields:
+        raw["machine"] = _raw_fields(machine_fields)
+    if vlm_fields is not None or machine_fields:
         raw["merged_from"] = merged_from
     if raw_extra:
         raw.update(jsonable(raw_extra))

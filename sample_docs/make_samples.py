@@ -13,10 +13,12 @@ import json
 import math
 import random
 import secrets
+import sys
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from unittest import mock
 
+import make_einvoice_samples
 import numpy as np
 import pymupdf
 from PIL import Image, ImageFilter
@@ -503,7 +505,7 @@ def make_plain_text(doc):
 def expected(file, kind, text_layer, text=(), invoice=None, error=None, status=None):
     """The expected-JSON record; text_layer is the per-page list, None for a broken file."""
     pages = len(text_layer or [])
-    route = "layout" if kind in ("invoice", "text") else "vlm"
+    route = "vlm" if kind in ("handwriting", "complex_table", "chart") else "layout"
     reasons = [kind] if route == "vlm" else []
     return {"file": file, "kind": kind, "status": status or ("failed" if kind == "broken" else "ok"),
             "n_pages": None if text_layer is None else pages, "has_text_layer": text_layer or [],
@@ -580,13 +582,16 @@ def build(out: Path) -> list[Path]:
         files[name] = data
         status = "partial" if name == "broken_truncated.pdf" else "failed"
         records.append(expected(name, "broken", None, error=error, status=status))
+    make_einvoice_samples.add_samples(sys.modules[__name__], files, records)
     for rec in records:
         text = json.dumps(rec, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         files[rec["file"].rsplit(".", 1)[0] + ".expected.json"] = text.encode()
     out.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
         (out / name).write_bytes(data)
-    return [out / name for name in files]
+    import make_schema_samples  # the non-invoice kinds and their schemas: sample_docs/other/
+
+    return [out / name for name in files] + make_schema_samples.build(out / "other")
 
 
 def main() -> None:

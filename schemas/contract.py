@@ -45,6 +45,10 @@ DOCUMENTS = pa.schema([
     ("pipeline_version", pa.string()),
     # PII redacted from this document's rows (null: redaction was off; empty: on, nothing found)
     ("redactions", pa.list_(REDACTION)),
+    # invoice, receipt or other (extractors/doctype.py), how sure, and the cue counts it decided on
+    ("document_type", pa.string()),
+    ("document_type_confidence", pa.float64()),
+    ("document_type_evidence", pa.map_(pa.string(), pa.float64())),
 ])
 
 PAGES = pa.schema([
@@ -83,6 +87,9 @@ PAGES = pa.schema([
         ("why", pa.string()),
     ]))),
     ("vlm_scope", pa.string()),
+    # what drew the page: pymupdf, or poppler where MuPDF failed on it; renderer_note says why (null: before)
+    ("renderer", pa.string()),
+    ("renderer_note", pa.string()),
 ])
 
 ELEMENTS = pa.schema([

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 
 from docroute.schemas.targets import ChartData, HandwrittenText, Invoice, Table, TargetSchema
 
@@ -15,13 +17,27 @@ class UnknownSchemaError(ValueError):
     pass
 
 
+def _import(module_name: str):
+    """Import ``module_name``; one not found is looked for in the working directory too (the console
+    script's ``sys.path`` does not hold it, as ``python -m`` would): ``--schema mymodule:Model`` run next
+    to ``mymodule.py`` works."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        cwd = str(Path.cwd())
+        if cwd in sys.path or not exc.name or module_name.split(".")[0] != exc.name.split(".")[0]:
+            raise
+        sys.path.append(cwd)
+        return importlib.import_module(module_name)
+
+
 def get_schema(name: str) -> type[TargetSchema]:
     if name in BUILTIN:
         return BUILTIN[name]
     if ":" in name:
         module_name, _, attr = name.partition(":")
         try:
-            cls = getattr(importlib.import_module(module_name), attr)
+            cls = getattr(_import(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise UnknownSchemaError(f"cannot import schema {name!r}: {exc}") from exc
         if not (isinstance(cls, type) and issubclass(cls, TargetSchema)):

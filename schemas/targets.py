@@ -46,6 +46,8 @@ class Invoice(TargetSchema):
     subtotal: Money | None = Field(default=None, description="Total before tax.")
     tax_total: Money | None = Field(default=None, description="Sum of taxes.")
     total: Money | None = Field(default=None, description="Amount due, tax included.")
+    iban: str | None = Field(default=None, description="The payee's IBAN, without spaces.")
+    payment_reference: str | None = Field(default=None, description="The reference to quote when paying.")
     line_items: list[LineItem] = Field(default_factory=list)
 
 

@@ -16,7 +16,7 @@ from docroute.schemas.targets import Table
 Status = Literal["ok", "partial", "failed"]
 Route = Literal["layout", "vlm"]
 VlmStatus = Literal["not_routed", "unavailable", "ok", "truncated", "invalid", "timeout", "failed"]
-FieldSource = Literal["layout", "ocr", "vlm", "derived"]
+FieldSource = Literal["layout", "ocr", "vlm", "derived", "einvoice", "qr"]  # einvoice: embedded or bare XML; qr: a payment QR code
 ElementKind = Literal[
     "title", "text", "list_item", "table", "figure", "header", "footer", "key_value", "handwriting", "other"
 ]
@@ -144,6 +144,14 @@ class Document(Frozen):
     n_pages: int
 
 
+class DocumentType(Frozen):
+    """What kind of document it is (extractors/doctype.py), how sure, and the counts it decided on."""
+
+    kind: Literal["invoice", "receipt", "other"]
+    confidence: float = Field(ge=0.0, le=1.0)
+    evidence: dict[str, float] = Field(default_factory=dict)
+
+
 RegionKind = Literal["handwriting", "table", "chart", "text"]
 
 
@@ -243,6 +251,9 @@ class PageResult(Frozen):
     decision: RouteDecision
     vlm_status: VlmStatus = "not_routed"
     duration_ms: float = 0.0
+    # what drew the page: MuPDF, or poppler where MuPDF failed on it (extractors/poppler.py), and why
+    renderer: Literal["pymupdf", "poppler"] | None = None
+    renderer_note: str | None = None
 
     @property
     def page_number(self) -> int:
@@ -298,3 +309,4 @@ class DocumentResult(Frozen):
     duration_ms: float = 0.0
     pipeline_version: str
     redactions: tuple[Redaction, ...] | None = None  # None: redaction was off; () on and nothing found
+    document_type: DocumentType | None = None  # None: not classified (a failed document)

@@ -25,8 +25,11 @@ def expected(name: str) -> dict:
     return json.loads((SAMPLES / f"{Path(name).stem}.expected.json").read_text())
 
 
-def all_expected() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(SAMPLES.glob("*.expected.json"))]
+def all_expected(recursive: bool = False) -> list[dict]:
+    """The expected records of sample_docs/; ``recursive`` adds sample_docs/other/ (the non-invoice kinds,
+    which a run over the folder reads too: discovery is recursive)."""
+    found = SAMPLES.rglob("*.expected.json") if recursive else SAMPLES.glob("*.expected.json")
+    return [json.loads(p.read_text()) for p in sorted(found)]
 
 
 def realdoc(rel: str) -> Path:
@@ -135,11 +138,13 @@ def fault_measurements():
 
 @pytest.fixture
 def fault_record(request, fault_measurements):
-    """``fault_record(inputs=, lost=, duplicated=, kills=)``: this test's row of README "Fault tests",
-    as measured. ``kills`` is None for a test that kills nothing."""
+    """``fault_record(inputs=, lost=, duplicated=, kills=, poppler_pages=)``: this test's row of README
+    "Fault tests", as measured. ``kills`` is None for a test that kills nothing; ``poppler_pages`` (pages
+    MuPDF failed on that poppler read) is None for a test that does not count them."""
 
-    def record(*, inputs: int, lost: int, duplicated: int, kills: int | None = None) -> None:
+    def record(*, inputs: int, lost: int, duplicated: int, kills: int | None = None,
+               poppler_pages: int | None = None) -> None:
         fault_measurements[request.node.originalname] = {
-            "inputs": inputs, "kills": kills, "lost": lost, "duplicated": duplicated}
+            "inputs": inputs, "kills": kills, "lost": lost, "duplicated": duplicated, "poppler_pages": poppler_pages}
 
     return record

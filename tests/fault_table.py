@@ -2,7 +2,8 @@
 
 Each fault test records through the ``fault_record`` fixture (tests/conftest.py) what it did and
 found: inputs tried, kills survived, rows lost and rows duplicated (the last two counted from the
-doc_ids of its output). When the session ends they are saved to RECORD, merged with the rows of
+doc_ids of its output), and for the hostile and fuzz corpora the pages MuPDF failed on that poppler
+read (``pages.renderer = 'poppler'``). When the session ends they are saved to RECORD, merged with the rows of
 earlier sessions, so running one fault test file updates its own rows only. Then
 
     python tests/fault_table.py                  # print the table rendered from RECORD
@@ -28,7 +29,8 @@ RECORD = Path(os.environ.get("DOCROUTE_FAULT_RECORD") or REPO / ".pytest_cache" 
 # test function -> (its file, what it does to docroute): the table's rows, in this order
 ROWS = {
     "test_hostile_corpus_through_the_cli": (
-        "test_hostile.py", "the hostile corpus below, through the CLI (2 workers, 768 MB worker limit)"),
+        "test_hostile.py", "the hostile corpus below (a 1.5 GB content-stream bomb and pages MuPDF cannot read among "
+        "them), through the CLI (2 workers, 768 MB worker limit)"),
     "test_mutated_pdfs_always_give_one_clean_row": (
         "test_fuzz.py", "mutated PDFs (byte flips, truncation, cut/duplicated slices, junk, extreme numbers in "
         "the PDF syntax) through ingest and parse in the worker pool, derandomized"),
@@ -47,14 +49,16 @@ ROWS = {
         "planning, parsing, writing, after the last commit), 5 times in a row, then rerun; a second run during "
         "one of them is refused"),
 }
-HEADER = ("| test | what is done to docroute | inputs tried | kills survived | rows lost | rows duplicated |\n"
-          "|---|---|---:|---:|---:|---:|")
+HEADER = ("| test | what is done to docroute | inputs tried | kills survived | rows lost | rows duplicated "
+          "| pages MuPDF failed on, read by poppler |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
 
 
 def row(name: str, m: dict) -> str:
     file, what = ROWS[name]
     kills = "–" if m.get("kills") is None else m["kills"]
-    return f"| `{file}` | {what} | {m['inputs']} | {kills} | {m['lost']} | {m['duplicated']} |"
+    poppler = "–" if m.get("poppler_pages") is None else m["poppler_pages"]
+    return f"| `{file}` | {what} | {m['inputs']} | {kills} | {m['lost']} | {m['duplicated']} | {poppler} |"
 
 
 def _prefix(name: str) -> str:

@@ -20,7 +20,7 @@ from docroute.schemas.targets import Invoice
 
 from conftest import SAMPLES, all_expected, cli
 
-EXPECTED = {e["file"]: e for e in all_expected()}
+EXPECTED = {e["file"]: e for e in all_expected(recursive=True)}  # the run reads sample_docs/other/ too
 TABLES = ["documents", "pages", "elements", "runs", "extractions/invoice"]
 
 
@@ -141,6 +141,25 @@ def test_invoice_extractions_match_expected_json(sample_run):
     routed = {r[0]: r[1] for r in q(out, """SELECT d.file_name, e.review_reasons FROM {extractions/invoice} e
                                             JOIN {documents} d USING (doc_id)""")}
     assert "vlm_unavailable" in routed["handwriting_note.pdf"]
+
+
+def test_machine_readable_rows_and_the_readme_disagreement_query(sample_run):
+    out, _ = sample_run
+    rows = {r[0]: r[1:] for r in q(out, """SELECT d.file_name, d.n_pages, e.total, e.iban, e.field_source['total'],
+                                                  json_extract_string(e.raw_json, '$.einvoice.profile')
+                                           FROM {extractions/invoice} e JOIN {documents} d USING (doc_id)""")}
+    machine = {name: case for name, case in EXPECTED.items() if "machine" in case}
+    assert len(machine) == 6
+    for name, case in machine.items():
+        n_pages, total, iban, source, profile = rows[name]
+        assert n_pages == case["n_pages"] and Decimal(str(total)) == Decimal(case["invoice"]["total"]), name
+        assert iban == case["invoice"]["iban"] and source == case["machine"]["source"], name
+        assert profile == case["machine"].get("profile"), name
+    assert not q(out, "SELECT 1 FROM {pages} p JOIN {documents} d USING (doc_id) WHERE d.file_name LIKE '%.xml'")
+    readme = (SAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    sql = readme.split("Invoices whose picture and data disagree:")[1].split('.venv/bin/docroute sql out "')[1].split('"')[0]
+    hits = sql_connection(out).sql(sql).fetchall()
+    assert [(h[0], h[-1]) for h in hits] == [("einvoice_mismatch.pdf", ["einvoice_mismatch:total:printed=160.65:xml=135.00"])]
 
 
 def test_parquet_files_follow_the_contract(sample_run):

@@ -70,7 +70,7 @@ def test_mutated_pdfs_always_give_one_clean_row(tmp_path, fault_record):
     cfg = Settings(workers=1, document_timeout_s=20, worker_memory_mb=1024, max_pages=50, ocr_timeout_s=10,
                    password_file=passwords)
     sink = DeltaSink(tmp_path / "out", "invoice")
-    seen = {"examples": 0, "ok": 0, "partial": 0, "failed": 0}
+    seen = {"examples": 0, "ok": 0, "partial": 0, "failed": 0, "poppler_pages": 0}
     tried: set[str] = set()
 
     @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -90,11 +90,13 @@ def test_mutated_pdfs_always_give_one_clean_row(tmp_path, fault_record):
         sink.write(result, "fuzz")  # whatever the parser produced, the contract holds it
         seen["examples"] += 1
         seen[result.status] += 1
+        seen["poppler_pages"] += sum(p.renderer == "poppler" for p in result.pages)
 
     with worker_pool(1, cfg.worker_memory_mb):
         check()
     ids, duplicated = committed(tmp_path / "out")
-    fault_record(inputs=seen["examples"], lost=len(tried - ids), duplicated=duplicated)
+    fault_record(inputs=seen["examples"], lost=len(tried - ids), duplicated=duplicated,
+                 poppler_pages=seen["poppler_pages"])
     assert (len(tried - ids), duplicated) == (0, 0), "every input has its row in the sink's output, once"
     assert seen["examples"] == FUZZ_EXAMPLES, seen
     assert seen["failed"] + seen["partial"] > 0 and seen["ok"] > 0, seen

@@ -104,6 +104,35 @@ def _big_image_pdf(side: int = 30000) -> bytes:
                     b"/Resources << /XObject << /Im1 5 0 R >> >> >>", _stream(content), image])
 
 
+NOOPS = b"q Q " * 16384  # 64 KB of no-op drawing operators
+
+
+def two_pages(second: bytes, first: bytes = TEXT) -> bytes:
+    """Page 1 a text line; page 2 drawn by the content stream object ``second`` (a whole stream object)."""
+    return raw_pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R 5 0 R] /Count 2 >>",
+                    b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+                    b"/Resources << /Font << /F1 7 0 R >> >> >>", _stream(first),
+                    b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 6 0 R "
+                    b"/Resources << /Font << /F1 7 0 R >> >> >>", second, FONT])
+
+
+def content_bomb(inflated_mb: int) -> bytes:
+    """Page 2's content stream inflates to ``inflated_mb`` MB of no-op operators (about 1/1000 on disk)."""
+    body = deflate_repeated(NOOPS, inflated_mb * 16)
+    return two_pages(_stream(body, b"/Filter /FlateDecode"))
+
+
+PAGE2 = b"BT /F1 24 Tf 72 700 Td (Second page INVOICE 4471 total 312.50) Tj ET"
+
+
+def mupdf_rejected_page(content: bytes = PAGE2) -> bytes:
+    """Page 2's content stream names a PNG predictor with 100,000 colour components: MuPDF refuses the
+    stream outright (``too many color components``) and cannot read the page; poppler ignores the
+    predictor, draws it and its text. With ``content`` that is not zlib data, poppler draws it blank."""
+    data = zlib.compress(content) if content == PAGE2 else content
+    return two_pages(_stream(data, b"/Filter /FlateDecode /DecodeParms << /Predictor 2 /Colors 100000 >>"))
+
+
 def _encrypted(password: str) -> bytes:
     doc = pymupdf.open(SAMPLES / "plain_text.pdf")
     data = doc.tobytes(encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw=password, owner_pw=password + "-owner")
@@ -166,6 +195,9 @@ EXPECT: dict[str, tuple[set[str], str | None]] = {
     "self_link.pdf": ({"failed"}, "symbolic link loop"),
     NON_UTF8_SHOWN: ({"ok"}, None),
     "inside_a_folder_named.pdf": ({"ok"}, None),
+    "content_bomb_1500mb.pdf": ({"partial"}, "max_content_stream_mb"),  # page 2 refused, page 1 kept
+    "mupdf_rejects_page_2.pdf": ({"partial"}, "read with poppler"),
+    "neither_reads_page_2.pdf": ({"partial"}, "poppler drew it blank"),
 }
 UNREADABLE_AS_ROOT = {"fifo.pdf", "dangling_link.pdf", "self_link.pdf"}
 
@@ -191,6 +223,9 @@ def build_hostile_corpus(folder: Path) -> dict[str, tuple[set[str], str | None]]
         "pdf_with_30000px_image.pdf": _big_image_pdf(),
         "corrupt.tif": b"II*\x00" + struct.pack("<IH", 8, 500) + bytes(range(64)),
         "truncated.tif": _tiff(truncate=True),
+        "content_bomb_1500mb.pdf": content_bomb(1500),
+        "mupdf_rejects_page_2.pdf": mupdf_rejected_page(),
+        "neither_reads_page_2.pdf": mupdf_rejected_page(b"not zlib data at all"),
     }
     deep_array = b"[" * 100_000 + b"]" * 100_000
     objs = _one_page()
@@ -257,7 +292,11 @@ def test_hostile_corpus_through_the_cli(prefect_api, tmp_path, monkeypatch, faul
     by_name = {r[0]: r for r in docs}
     _, duplicated = committed(out)
     lost = len(expect) - len({r[5] for r in docs if r[0] in expect})
-    fault_record(inputs=len(expect), lost=lost, duplicated=duplicated)
+    renderers = dict(rows("SELECT file_name || '/' || page_number, renderer FROM {pages} JOIN {documents} USING (doc_id) "
+                          "WHERE file_name IN ('content_bomb_1500mb.pdf', 'mupdf_rejects_page_2.pdf', "
+                          "'neither_reads_page_2.pdf')"))
+    (poppler_pages,), = rows("SELECT count(*) FROM {pages} WHERE renderer = 'poppler'")
+    fault_record(inputs=len(expect), lost=lost, duplicated=duplicated, poppler_pages=poppler_pages)
     assert (lost, duplicated) == (0, 0), "every input has its row, no row twice"
     assert len(docs) == len(by_name) == len({r[5] for r in docs}), "one row per input, none twice"
     assert set(by_name) == set(expect), "every input is accounted for, nothing else"
@@ -269,6 +308,8 @@ def test_hostile_corpus_through_the_cli(prefect_api, tmp_path, monkeypatch, faul
         if phrase:
             assert phrase.lower() in (error or "").lower(), (name, error)
     assert by_name["pages_2000.pdf"][3] == 2000
+    assert renderers == {"content_bomb_1500mb.pdf/1": "pymupdf", "mupdf_rejects_page_2.pdf/1": "pymupdf",
+                         "mupdf_rejects_page_2.pdf/2": "poppler", "neither_reads_page_2.pdf/1": "pymupdf"}, renderers
     assert rows("SELECT count(*) FROM {pages} JOIN {documents} USING (doc_id) WHERE file_name = 'pages_2000.pdf'") == [(2000,)]
     assert by_name[NON_UTF8_SHOWN][4].endswith(NON_UTF8_SHOWN), "non-UTF-8 bytes are written as \\xNN"
     for table in ("pages", "elements"):

@@ -35,7 +35,9 @@ def test_export_then_apply_corrections(sample_run, tmp_path):
             width_pt = float(row["x1"]) - float(row["x0"]) + 2 * review.CROP_MARGIN
             assert abs(img.width - width_pt * review.CROP_DPI / 72) <= 3
     flagged = {(r["file_name"], r["field"]) for r in rows}
-    assert ("handwriting_note.pdf", "invoice_number") in flagged  # a missing key field
+    assert ("broken_truncated.pdf", "total") in flagged  # a missing key field
+    assert not any(f == "handwriting_note.pdf" for f, _ in flagged), "a letter has no invoice field to review"
+    assert ("einvoice_mismatch.pdf", "total") in flagged  # the picture and its XML disagree on the total
 
     scan = expected("invoice_scanned.pdf")["invoice"]
     corrections = tmp_path / "fix.csv"

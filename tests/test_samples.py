@@ -13,14 +13,16 @@ import pytest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_docs"
 GENERATOR = SAMPLES / "make_samples.py"
-DATA_SUFFIXES = {".pdf", ".png", ".json"}
+DATA_SUFFIXES = {".pdf", ".png", ".json", ".xml"}
 EXPECTED = {p.name.removesuffix(".expected.json"): json.loads(p.read_text(encoding="utf-8"))
             for p in sorted(SAMPLES.glob("*.expected.json"))}
 DIGITAL_PDFS = [e["file"] for e in EXPECTED.values() if e["kind"] != "broken" and e["file"].endswith(".pdf")]
 
 
 def data_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix in DATA_SUFFIXES}
+    """Every generated file by its path under ``folder`` (sample_docs/other/ too)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.suffix in DATA_SUFFIXES and p.is_file()}
 
 
 def test_generator_reproduces_committed_samples(tmp_path):
@@ -34,13 +36,13 @@ def test_generator_reproduces_committed_samples(tmp_path):
 
 
 def test_every_expected_json_has_its_document_and_size_budget():
-    assert len(EXPECTED) == 13
+    assert len(EXPECTED) == 19  # 13 drawn by make_samples.py, 6 machine-readable by make_einvoice_samples.py
     for stem, exp in EXPECTED.items():
         assert exp["file"].rsplit(".", 1)[0] == stem
         assert (SAMPLES / exp["file"]).is_file(), exp["file"]
-    documents = {p.name for p in SAMPLES.iterdir() if p.suffix in {".pdf", ".png"}}
+    documents = {p.name for p in SAMPLES.iterdir() if p.suffix in {".pdf", ".png", ".xml"}}
     assert documents == {e["file"] for e in EXPECTED.values()}
-    assert sum(p.stat().st_size for p in SAMPLES.iterdir() if p.is_file()) < 5 * 1024 * 1024
+    assert sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file()) < 5 * 1024 * 1024
 
 
 def test_expected_json_shape():

@@ -74,3 +74,18 @@ def test_missing_low_confidence_and_vlm_unavailable_are_flagged():
     f["total"] = fv("total", Decimal("36.00"), conf=0.3)
     ex = build_extraction(Invoice, f, routed_pages=[1], vlm_status="unavailable")
     assert {"missing:invoice_number", "low_confidence:total", "vlm_unavailable"} <= set(ex.review_reasons)
+
+
+def test_a_total_nothing_reconciles_is_not_a_pass():
+    """A total without subtotal or complete line items: the check could not run, and that is no pass."""
+    alone = Invoice(total=Decimal("19.00"))
+    assert invoice_checks(alone) == ["total_unreconciled"]
+    f = consistent_fields()
+    del f["subtotal"], f["tax_total"], f["line_items"]
+    ex = build_extraction(Invoice, f)
+    assert ex.needs_review and "total_unreconciled" in ex.review_reasons
+    by_lines = Invoice(total=Decimal("36.00"), tax_total=Decimal("6.00"),
+                       line_items=[LineItem(amount=Decimal("10.00")), LineItem(amount=Decimal("20.00"))])
+    assert invoice_checks(by_lines) == [], "line items plus tax reconcile a total without a subtotal"
+    assert invoice_checks(Invoice(total=Decimal("36.00"), line_items=[LineItem(amount=Decimal("10.00")),
+                                                                       LineItem(amount=None)])) == ["total_unreconciled"]

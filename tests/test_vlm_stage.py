@@ -8,6 +8,7 @@ import json
 import os
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import tiny_vlm
@@ -187,6 +188,8 @@ def test_default_backend_none_keeps_the_layout_result():
 
 
 def test_pipeline_with_the_tiny_transformers_model():
+    from docroute.pipelines.route import RouterOptions
+
     settings = tiny_settings()
     budget = settings.vlm.max_pixels
     for name, reason, target in (("complex_table.pdf", "complex_table", "table"), ("chart.pdf", "chart", "chart"),
@@ -195,14 +198,22 @@ def test_pipeline_with_the_tiny_transformers_model():
         assert result.status == "ok" and [p.decision.reasons for p in result.pages] == [(reason,)]
         assert [p.vlm_status for p in result.pages] == ["ok"]
         invoice, *extra = result.extractions
-        raw = json.loads(invoice.raw_json)
-        assert set(raw) >= {"layout", "vlm", "merged_from", "vlm_call"} and raw["vlm_call"]["status"] == "ok"
-        assert raw["vlm_call"]["image_pixels"] <= budget and raw["vlm_call"]["pages"] == [1]
-        assert {fvalue.source for fvalue in invoice.fields.values()} <= {"layout", "ocr", "vlm", "derived"}
-        assert all(0 <= f.confidence <= 1 for f in invoice.fields.values())
+        raw = json.loads(invoice.raw_json)  # no bill: the invoice schema is never asked of the VLM
+        assert raw["not_applicable"] == "other" and "vlm_call" not in raw and not invoice.fields
         assert not any(r.startswith("vlm_") for r in invoice.review_reasons)
         assert [e.schema_name for e in extra] == [target]
-        assert json.loads(extra[0].raw_json)["vlm_call"]["status"] == "ok"
+        call = json.loads(extra[0].raw_json)["vlm_call"]
+        assert call["status"] == "ok" and call["image_pixels"] <= budget and call["pages"] == [1]
+    # a scanned invoice whose OCR the router doubts (a strict threshold): the document call reads it whole
+    strict = tiny_settings(router=RouterOptions(ocr_mean_conf_min=0.99))
+    result = process_document(SAMPLES / "invoice_scanned.pdf", strict)
+    assert result.document_type.kind == "invoice" and result.pages[0].decision.reasons == ("low_ocr_confidence",)
+    invoice = result.extractions[0]
+    raw = json.loads(invoice.raw_json)
+    assert set(raw) >= {"layout", "vlm", "merged_from", "vlm_call"} and raw["vlm_call"]["status"] == "ok"
+    assert raw["vlm_call"]["image_pixels"] <= budget and raw["vlm_call"]["pages"] == [1]
+    assert {fvalue.source for fvalue in invoice.fields.values()} <= {"layout", "ocr", "vlm", "derived"}
+    assert all(0 <= f.confidence <= 1 for f in invoice.fields.values())
     plain = process_document(SAMPLES / "invoice_ruled.pdf", settings)  # not routed: no VLM call
     assert [p.vlm_status for p in plain.pages] == ["not_routed"] and "vlm" not in json.loads(plain.extractions[0].raw_json)
 
@@ -229,3 +240,46 @@ def test_a_backend_that_cannot_load_keeps_the_layout_result_flagged(tmp_path):
     assert "vlm_failed" in ex.review_reasons and "not a model folder" in json.loads(ex.raw_json)["vlm_call"]["error"]
     layout_only = process_document(SAMPLES / "chart.pdf", Settings(workers=1)).extractions[0]
     assert ex.data == layout_only.data
+
+
+def test_backend_auto_chooses_itself(tmp_path):
+    from docroute.extractors.vlm import VlmOptions
+
+    assert VlmOptions().backend == "auto" and VlmOptions().resolved_backend() == "none"
+    assert "DOCROUTE_VLM_MODEL" in VlmOptions().why_none()
+    assert VlmOptions(model=str(tmp_path)).resolved_backend() == "transformers"
+    assert VlmOptions(model="qwen2.5-vl-3b", server_url="http://127.0.0.1:8000/v1").resolved_backend() == "openai"
+    named = VlmOptions(model="Qwen/Qwen2.5-VL-3B-Instruct")  # a hub name, not a downloaded folder
+    assert named.resolved_backend() == "none" and "not a local folder" in named.why_none()
+    assert VlmOptions(backend="none", model=str(tmp_path)).resolved_backend() == "none"
+
+
+def test_a_model_folder_alone_turns_the_vlm_on_and_the_summary_says_which(monkeypatch):
+    """DOCROUTE_VLM_MODEL naming a local folder is enough (no DOCROUTE_VLM_BACKEND); a name that is
+    no folder leaves routed pages without an answer, and the run summary says why."""
+    from docroute.flows.extract import vlm_in_use
+    from docroute.pipelines.batch import RunTotals, document_summary
+
+    o = tiny_vlm.options("qwen2_5_vl")
+    small = {"vlm": dict(min_pixels=o.min_pixels, max_pixels=o.max_pixels, max_new_tokens=o.max_new_tokens,
+                         max_string_chars=o.max_string_chars, max_list_items=o.max_list_items, loop_window=0,
+                         dtype="float32")}
+    monkeypatch.setenv("DOCROUTE_VLM_MODEL", o.model)
+    settings = load_settings(workers=1, **small)
+    result = process_document(SAMPLES / "chart.pdf", settings)
+    chart_page = result.pages[0]
+    assert chart_page.decision.route == "vlm" and chart_page.vlm_status != "unavailable"
+    totals = RunTotals()
+    totals.add(document_summary(result))
+    assert vlm_in_use(settings, totals).startswith("transformers: ")
+    assert vlm_in_use(settings, totals).endswith(f"{Path(o.model).name} (1 document(s))")  # the model that answered
+
+    monkeypatch.setenv("DOCROUTE_VLM_MODEL", "Qwen/Qwen2.5-VL-3B-Instruct")
+    settings = load_settings(workers=1)
+    summary = document_summary(process_document(SAMPLES / "chart.pdf", settings))
+    assert summary.pages_vlm == 1 and summary.vlm_unanswered == 1 and summary.vlm_why == "unavailable"
+    totals = RunTotals()
+    totals.add(summary)
+    said = vlm_in_use(settings, totals)
+    assert said.startswith("none: ") and "not a local folder" in said
+    assert totals.vlm_why == {"unavailable": 1} and totals.counts()["vlm_unanswered"] == 1

@@ -10,9 +10,34 @@
 * ``conventions``: the document's own number, date and currency conventions;
 * ``line_items``: the item table (header columns, rows, wrapped descriptions, page breaks);
 * ``parties``: vendor and customer names and addresses;
-* ``invoice``: the composition.
+* ``invoice``: the composition for invoices;
+* ``receipt``: a till receipt's merchant, address, date and total payable (documents typed ``receipt``);
+* ``common``: candidates and their FieldValue (confidence, provenance), identifiers — shared;
+* ``schema_labels``, ``synonyms.toml``, ``values``, ``tables``, ``generic``: the schema-driven
+  extractor for any other ``TargetSchema`` (labels from the model, values typed by its annotations,
+  ``list[Model]`` fields from tables).
 """
 
-from .invoice import extract_invoice
+from collections.abc import Sequence
 
-__all__ = ["extract_invoice"]
+from docroute.schemas.targets import Invoice
+from docroute.schemas.values import FieldValue, ParsedPage
+
+from .generic import extract_fields, read_document
+from .invoice import extract_invoice
+from .receipt import extract_receipt
+from .schema_labels import field_specs as schema_fields
+
+
+def extract(schema: type, pages: Sequence[ParsedPage], kind: str = "invoice") -> dict[str, FieldValue]:
+    """The one entry: the invoice rules for ``Invoice`` (the engine's document reading with the invoice
+    lexicon, then vendor/customer blocks, totals reconciliation, currency, its item table; for a document
+    typed ``receipt`` the receipt's merchant, address, date and total payable on top), the schema-driven
+    extractor for any other schema."""
+    if issubclass(schema, Invoice):
+        fields = extract_invoice(pages)
+        return fields | extract_receipt(pages) if kind == "receipt" else fields
+    return extract_fields(schema, pages)
+
+
+__all__ = ["extract", "extract_fields", "extract_invoice", "extract_receipt", "read_document", "schema_fields"]

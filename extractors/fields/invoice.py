@@ -1,8 +1,12 @@
-"""The composition: parsed pages in, one FieldValue per Invoice field found.
+"""The invoice rules: parsed pages in, one FieldValue per Invoice field found.
 
-Geometry only, no per-vendor templates: rows of words, labels from a multilingual lexicon, the value
-right of or under each label, typed by the document's own number and date conventions. Amounts are
-chosen together, preferring a subtotal, tax and total that add up.
+The schema-driven engine (``generic``) with the invoice's own lexicon and rules. Shared with it: the
+document reading (``generic.read_document``: rows, labels, number/date conventions), the value
+candidates of the dates (``generic.candidates``), regions, label matching, candidates and their
+FieldValue (``common``), the parsers. Invoice-specific: the invoice number (an identifier, not the start
+of a date), the fallback invoice date, subtotal/tax/total chosen together preferring amounts that add
+up (and an unlabelled total), the currency, vendor and customer blocks (``parties``) and the item table
+(``line_items``).
 """
 
 from __future__ import annotations
@@ -18,41 +22,18 @@ from docroute.schemas.values import BBox, FieldValue, ParsedPage, Word
 from . import line_items as li
 from . import parties
 from .amounts import NumberStyle, find_amounts, numeric_core
-from .conventions import currency_votes, infer_style
+from .common import FALLBACK, Candidate, clean_id, order_of, to_field, valid_id
+from .conventions import currency_votes
 from .currency import currency_code
-from .dates import find_dates, numeric_date_parts
-from .labels import OTHER, SHIP_TO, LabelHit, find_labels, hits_by_row
-from .lines import Row, fold, page_rows, word_confidence, words_source
+from .dates import find_dates
+from .generic import candidates, read_document
+from .labels import INVOICE_LEXICON, OTHER, SHIP_TO, LabelHit
+from .lines import Row, words_source
 from .regions import BELOW, below, right_of
+from .schema_labels import DATE, FieldSpec
 
 AMOUNT_FIELDS = ("subtotal", "tax_total", "total")
-FALLBACK = 0.6  # match quality of a value found by a fallback heuristic rather than next to its label
-
-
-@dataclass(frozen=True)
-class Candidate:
-    value: object
-    words: tuple[Word, ...]
-    quality: float  # label strength x placement x parse cleanliness (0..1)
-    page_number: int
-    order: tuple[int, float]  # (page, y): where it is printed
-
-
-def _field(name: str, cand: Candidate, *, source: str | None = None, quality: float | None = None) -> FieldValue:
-    words = cand.words
-    q = cand.quality if quality is None else quality
-    conf = (word_confidence(words) if words else 1.0) * q
-    return FieldValue(
-        name=name, value=cand.value, confidence=round(max(0.0, min(1.0, conf)), 4),
-        source=source or (words_source(words) if words else "derived"),
-        page_number=cand.page_number,
-        bbox=BBox.enclosing([w.bbox for w in words]) if words else None,
-        raw_text=" ".join(w.text for w in words) if words else None,
-    )
-
-
-def _order(words: Sequence[Word], page_number: int) -> tuple[int, float]:
-    return (page_number, min(w.bbox.y0 for w in words) if words else 0.0)
+_field, _order = to_field, order_of
 
 
 @dataclass(frozen=True)
@@ -80,27 +61,7 @@ class _Doc:
 
 
 # --------------------------------------------------------------------------- identifiers
-def _clean_id(text: str) -> str:
-    t = text.strip().strip(",;")
-    while t[:1] in {"#", ":", "°"}:
-        t = t[1:].strip()
-    for prefix in ("n°", "nº", "no.", "nr."):
-        if fold(t).startswith(prefix) and len(t) > len(prefix):
-            t = t[len(prefix):].strip()
-    return t.rstrip(".:")
-
-
-def _valid_id(text: str) -> bool:
-    if len(text) < 2 or not any(c.isdigit() for c in text) or text.endswith("%"):
-        return False
-    if numeric_date_parts(text) is not None:
-        return False
-    core = numeric_core(text)
-    if core is not None:  # a plain number: an id only without decimals ("42183017", not "41,31")
-        seps = [c for c in core if c in ".,"]
-        if seps and len(core) - core.rfind(seps[-1]) - 1 in (1, 2):
-            return False
-    return True
+_clean_id, _valid_id = clean_id, valid_id
 
 
 def _invoice_number(doc: _Doc) -> tuple[Candidate, LabelHit] | None:
@@ -128,19 +89,8 @@ def _invoice_number(doc: _Doc) -> tuple[Candidate, LabelHit] | None:
 
 # --------------------------------------------------------------------------- dates
 def _date_candidates(doc: _Doc, field: str) -> list[Candidate]:
-    out = []
-    for hit in doc.hits:
-        if hit.field != field:
-            continue
-        for region in doc.regions(hit):
-            dates = find_dates(region.words, doc.style)
-            if dates:
-                d = dates[0]
-                page_factor = 1.0 if region.page_number == doc.first_page else 0.95
-                out.append(Candidate(d.value, d.words, hit.score * region.position * d.clean * page_factor,
-                                     region.page_number, _order(d.words, region.page_number)))
-                break
-    return out
+    """The engine's candidates (generic.candidates) for a date field, in the invoice's regions."""
+    return candidates(FieldSpec(field, DATE, ()), doc.hits, doc.regions, doc.style, first_page=doc.first_page)
 
 
 def _best(cands: Sequence[Candidate]) -> Candidate | None:
@@ -322,16 +272,12 @@ def _line_items(doc: _Doc) -> FieldValue | None:
 def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] = ("en", "de", "fr", "nl")
                     ) -> dict[str, FieldValue]:
     """Invoice fields found on the pages, each with its confidence, source, page, bbox and printed text."""
-    pages = tuple(sorted(pages, key=lambda p: p.page_number))
-    if not pages or not any(p.words for p in pages):
+    view = read_document(pages, INVOICE_LEXICON, languages)  # the schema-driven extractor's first half
+    if view is None:
         return {}
-    rows = tuple(page_rows(p) for p in pages)
-    hits = tuple(find_labels([r for page in rows for r in page]))
-    hits_at = hits_by_row(hits)
-    style = infer_style((w for p in pages for w in p.words), tuple(languages),
-                        foreign_labels=0 if "en" in languages else 1)
+    pages, rows, hits, hits_at, style = view.pages, view.rows, view.hits, view.hits_at, view.style
     table = li.read_table(rows, hits_at, style)
-    doc = _Doc(pages, rows, {p.page_number: r for p, r in zip(pages, rows, strict=True)}, hits, hits_at, style, table)
+    doc = _Doc(pages, rows, view.rows_at, hits, hits_at, style, table)
     out: dict[str, FieldValue] = {}
 
     number = _invoice_number(doc)

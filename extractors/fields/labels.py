@@ -131,18 +131,29 @@ def norm_token(text: str) -> str:
     return fold(text).strip(_PUNCT)
 
 
-def _entries() -> dict[int, dict[str, list[tuple[str, float]]]]:
-    """n tokens -> label text -> [(field, weight)]."""
-    out: dict[int, dict[str, list[tuple[str, float]]]] = {}
-    for field, labels in LEXICON.items():
-        for label, weight in labels:
-            key = " ".join(norm_token(t) for t in label.split())
-            out.setdefault(len(key.split()), {}).setdefault(key, []).append((field, weight))
-    return out
+@dataclass(frozen=True)
+class Lexicon:
+    """A label lexicon ready for matching: n tokens -> label text -> [(field, weight)]."""
+
+    by_length: dict[int, dict[str, list[tuple[str, float]]]]
+    cutoff: float = _FUZZY_CUTOFF  # least fuzzy similarity (0..100) of a label longer than four characters
+
+    @classmethod
+    def of(cls, lexicon: dict[str, Sequence[tuple[str, float]]], cutoff: float = _FUZZY_CUTOFF) -> Lexicon:
+        out: dict[int, dict[str, list[tuple[str, float]]]] = {}
+        for field, labels in lexicon.items():
+            for label, weight in labels:
+                key = " ".join(norm_token(t) for t in label.split())
+                if key:
+                    out.setdefault(len(key.split()), {}).setdefault(key, []).append((field, weight))
+        return cls(out, cutoff)
+
+    @cached_property
+    def max_tokens(self) -> int:
+        return max(self.by_length, default=0)
 
 
-_BY_LENGTH = _entries()  # built once from constants; never mutated
-_MAX_TOKENS = max(_BY_LENGTH)
+INVOICE_LEXICON = Lexicon.of(LEXICON)  # built once from constants; never mutated
 
 
 @dataclass(frozen=True)
@@ -174,8 +185,8 @@ class LabelHit:
         return self.row.page_number
 
 
-def _lookup(candidate: str, n: int) -> tuple[str, float] | None:
-    table = _BY_LENGTH.get(n)
+def _lookup(candidate: str, n: int, lexicon: Lexicon) -> tuple[str, float] | None:
+    table = lexicon.by_length.get(n)
     if not table:
         return None
     if candidate in table:
@@ -183,8 +194,8 @@ def _lookup(candidate: str, n: int) -> tuple[str, float] | None:
     if len(candidate) <= _EXACT_MAX_LEN:
         return None
     squashed = candidate.replace(" ", "")
-    best = process.extractOne(candidate, table.keys(), scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF)
-    best2 = process.extractOne(squashed, table.keys(), scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF)
+    best = process.extractOne(candidate, table.keys(), scorer=fuzz.ratio, score_cutoff=lexicon.cutoff)
+    best2 = process.extractOne(squashed, table.keys(), scorer=fuzz.ratio, score_cutoff=lexicon.cutoff)
     if best2 and (not best or best2[1] > best[1]):
         best = best2
     if not best or len(best[0]) <= _EXACT_MAX_LEN:
@@ -192,22 +203,22 @@ def _lookup(candidate: str, n: int) -> tuple[str, float] | None:
     return best[0], best[1] / 100.0
 
 
-def _phrase_hits(row: Row, p_idx: int) -> list[LabelHit]:
+def _phrase_hits(row: Row, p_idx: int, lexicon: Lexicon) -> list[LabelHit]:
     words = row.phrases[p_idx].words
     tokens = [(i, norm_token(w.text)) for i, w in enumerate(words)]
     tokens = [(i, t) for i, t in tokens if t]
     found: list[LabelHit] = []
     for k in range(len(tokens)):
-        for n in range(1, min(_MAX_TOKENS, len(tokens) - k) + 1):
+        for n in range(1, min(lexicon.max_tokens, len(tokens) - k) + 1):
             if any(c.isdigit() for c in tokens[k + n - 1][1]):
                 break  # labels hold no digits; a number is where the value starts
             candidate = " ".join(t for _, t in tokens[k:k + n])
-            hit = _lookup(candidate, n)
+            hit = _lookup(candidate, n, lexicon)
             if hit is None:
                 continue
             key, similarity = hit
             first, last = tokens[k][0], tokens[k + n - 1][0]
-            for field, weight in _BY_LENGTH[n][key]:
+            for field, weight in lexicon.by_length[n][key]:
                 found.append(LabelHit(field, weight, similarity, row, p_idx, first, last + 1))
     # longest label first, then best; keep those that do not overlap an accepted one
     found.sort(key=lambda h: (-(h.end - h.start), -h.weight * h.match))
@@ -243,9 +254,9 @@ def _absorb(hits: list[LabelHit], words: Sequence[Word]) -> list[LabelHit]:
     return out
 
 
-def find_labels(rows: Sequence[Row]) -> list[LabelHit]:
-    """Every label on the given rows."""
-    return [h for row in rows for p_idx in range(len(row.phrases)) for h in _phrase_hits(row, p_idx)]
+def find_labels(rows: Sequence[Row], lexicon: Lexicon = INVOICE_LEXICON) -> list[LabelHit]:
+    """Every label of ``lexicon`` (by default the invoice lexicon) on the given rows."""
+    return [h for row in rows for p_idx in range(len(row.phrases)) for h in _phrase_hits(row, p_idx, lexicon)]
 
 
 def hits_by_row(hits: Sequence[LabelHit]) -> dict[tuple[int, int], list[LabelHit]]:

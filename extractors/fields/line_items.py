@@ -194,6 +194,9 @@ def _assign(row: Row, columns: Sequence[Column]) -> dict[int, list[Word]]:
     return out
 
 
+assign_columns = _assign  # shared with the schema-driven table reader (tables.py)
+
+
 def _nearest(box: BBox, columns: Sequence[Column], among: Sequence[int]) -> int:
     pool = among or range(len(columns))
 

@@ -62,10 +62,12 @@ def page_requests(page: PageResult) -> tuple[list[Request], bool]:
 
 
 def plan(pages: Sequence[PageResult], schema: type[TargetSchema], layout_fields: dict[str, FieldValue] | None,
-         max_pages: int) -> list[Request]:
+         max_pages: int, document_call: bool = True) -> list[Request]:
     """Which calls the routed pages need: the document call first (when needed), then the regions.
 
     A region whose target is the document's own schema is read by the document call instead.
+    ``document_call`` False: the schema does not apply to the document (a letter is no invoice), so it
+    is never asked for; its regions (tables, charts, handwriting) still are.
     """
     planned: list[Request] = []
     asked = False
@@ -75,7 +77,7 @@ def plan(pages: Sequence[PageResult], schema: type[TargetSchema], layout_fields:
         regions, needs_page = page_requests(p)
         planned += [r for r in regions if r.schema is not schema]
         asked |= needs_page or any(r.schema is schema for r in regions)
-    document = DocumentProcessor(schema).request(pages, asked, layout_fields, max_pages)
+    document = DocumentProcessor(schema).request(pages, asked, layout_fields, max_pages) if document_call else None
     return [document, *planned] if document else planned
 
 
@@ -96,7 +98,7 @@ def _worst(statuses: Sequence[str]) -> str:
 
 def run_vlm_stage(
     doc: DocumentHandle, pages: list[PageResult], schema: type[TargetSchema], options: VlmOptions,
-    layout_fields: dict[str, FieldValue] | None = None, render: Render | None = None,
+    layout_fields: dict[str, FieldValue] | None = None, render: Render | None = None, document_call: bool = True,
 ) -> VlmStageResult:
     """``render(page_number, bbox, max_pixels)`` gives the pixels; by default from ``doc``'s render cache."""
     routed = [p.page_number for p in pages if p.decision.route == "vlm"]
@@ -109,7 +111,7 @@ def run_vlm_stage(
         return VlmStageResult(pages=pages, status=result.status, model=result.model,
                               raw={"status": result.status, "error": options.why_none()})
 
-    planned = plan(pages, schema, layout_fields, options.max_pages)
+    planned = plan(pages, schema, layout_fields, options.max_pages, document_call)
     draw = render if render is not None else handle_renderer(doc)
     try:
         backend = get_backend(backend_name, options)

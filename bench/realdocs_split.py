@@ -1,0 +1,55 @@
+"""The tuning and test halves of ../shared/realdocs, fixed by file hash.
+
+A document's half is decided by the sha256 of its bytes: even -> ``tune``, odd -> ``test``. Files that
+are one document in two forms (``invoice2data/oyo.pdf`` and ``oyo.png``: same folder, same stem) share
+the half of the first of them by name, so nothing tuned on a PDF is scored on its picture. Thresholds,
+lexicon entries and expectations may be tuned on the tuning half only; results are reported on both.
+``python bench/realdocs_split.py --write`` writes the split down in tests/realdocs_split.json, which a
+test checks against the rule.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+from functools import cache
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REALDOCS = REPO.parent / "shared" / "realdocs"
+SPLIT = REPO / "tests" / "realdocs_split.json"
+
+
+def half(path: Path) -> str:
+    return "tune" if int(hashlib.sha256(Path(path).read_bytes()).hexdigest(), 16) % 2 == 0 else "test"
+
+
+def documents() -> list[dict]:
+    """index.csv's rows (file, source, kind, ...) of the documents that are present."""
+    with (REALDOCS / "index.csv").open(encoding="utf-8") as fh:
+        return [row for row in csv.DictReader(fh) if (REALDOCS / row["file"]).exists()]
+
+
+@cache
+def split() -> dict[str, str]:
+    files = sorted(row["file"] for row in documents())
+    first: dict[str, str] = {}
+    for f in files:
+        first.setdefault(str(Path(f).with_suffix("")), f)
+    return {f: half(REALDOCS / first[str(Path(f).with_suffix(""))]) for f in files}  # read once (cached)
+
+
+def half_of(file: str) -> str:
+    """The half of a realdocs file (its path relative to realdocs), as written in the split."""
+    return split()[file]
+
+
+if __name__ == "__main__":
+    if "--write" in sys.argv:
+        SPLIT.write_text(json.dumps({"rule": "sha256 of the file's bytes as an integer: even -> tune, odd -> test; "
+                                             "files with the same folder and stem take the first one's half",
+                                     "files": split()}, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    halves = split()
+    print(f"{sum(h == 'tune' for h in halves.values())} tune, {sum(h == 'test' for h in halves.values())} test")

@@ -1,0 +1,134 @@
+"""How right the invoice fields are on real receipts: ../shared/realdocs sroie_train and softmatic_receipts.
+
+Each receipt goes through the whole pipeline (``process_document``, defaults, no VLM) and is scored
+against its publisher's labels, with their conventions (../shared/realdocs/SOURCES.md):
+
+- SROIE: ``company`` -> vendor_name and ``address`` -> vendor_address, right when at least 0.9 similar
+  (rapidfuzz ratio, case and spacing folded); ``date`` as printed (day first) -> invoice_date; ``total``
+  (after rounding) -> total.
+- softmatic: ``merchant`` is a brand slug: right when the vendor name contains it; ``date`` DDMMYYYY;
+  ``amount`` in cents -> total.
+
+Printed per half of the split fixed by file hash (bench/realdocs_split.py): accuracy per field, the
+documents that went straight through (``needs_review`` false) and how many of their fields were right.
+
+    python bench/receipts_eval.py [--jobs 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from decimal import Decimal, InvalidOperation
+from multiprocessing import get_context
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from realdocs_split import REALDOCS, half_of  # noqa: E402
+
+FIELDS = ("vendor", "address", "date", "total")
+
+
+def _fold(text: str | None) -> str:
+    return re.sub(r"\s+", " ", (text or "").upper()).strip()
+
+
+def _similar(pred: str | None, label: str) -> bool:
+    from rapidfuzz import fuzz
+
+    return bool(pred) and fuzz.ratio(_fold(pred), _fold(label)) >= 90
+
+
+def _label_date(text: str, fmt: str | None = None):
+    import datetime as dt
+
+    import dateparser
+
+    if fmt:
+        return dt.datetime.strptime(text, fmt).date()
+    parsed = dateparser.parse(text, settings={"DATE_ORDER": "DMY", "PREFER_DAY_OF_MONTH": "first"})
+    return parsed.date() if parsed else None
+
+
+def _decimal(value) -> Decimal | None:
+    """A decimal, or the number in a label such as "$8.20" or "RM 57.40" (SROIE keeps the printed sign)."""
+    if value is None:
+        return None
+    match = re.search(r"\d+(?:\.\d+)?", str(value).replace(",", ""))
+    try:
+        return Decimal(match.group(0)) if match else None
+    except InvalidOperation:
+        return None
+
+
+def receipts() -> list[tuple[Path, dict]]:
+    out = []
+    for folder in ("sroie_train", "softmatic_receipts"):
+        for image in sorted((REALDOCS / folder).glob("*.jpg")):
+            label = json.loads(image.with_suffix(".json").read_text(encoding="utf-8"))
+            out.append((image, label))
+    return out
+
+
+def score(path: Path, label: dict) -> dict:
+    from docroute.pipelines.process import process_document
+    from docroute.pipelines.settings import Settings
+
+    result = process_document(path, Settings(workers=1))
+    inv = next((ex for ex in result.extractions if ex.schema_name == "invoice"), None)
+    data = inv.data if inv else {}
+    row = {"file": f"{path.parent.name}/{path.name}", "half": half_of(f"{path.parent.name}/{path.name}"),
+           "status": result.status,
+           "document_type": t.kind if (t := getattr(result, "document_type", None)) else None,
+           "needs_review": inv.needs_review if inv else True, "reasons": list(inv.review_reasons) if inv else [],
+           "predicted": {k: str(data.get(k)) for k in ("vendor_name", "vendor_address", "invoice_date", "total")}}
+    total = _decimal(data.get("total"))
+    if "company" in label:  # SROIE
+        row["right"] = {"vendor": _similar(data.get("vendor_name"), label["company"]),
+                        "address": _similar(data.get("vendor_address"), label["address"]),
+                        "date": data.get("invoice_date") == _label_date(label["date"]),
+                        "total": total is not None and total == _decimal(label["total"])}
+    else:  # softmatic: brand slug, DDMMYYYY, cents
+        row["right"] = {"vendor": label["merchant"] in _fold(data.get("vendor_name")).lower().replace(" ", ""),
+                        "date": data.get("invoice_date") == _label_date(label["date"], "%d%m%Y"),
+                        "total": total is not None and total == Decimal(label["amount"]) / 100}
+    return row
+
+
+def report(rows: list[dict]) -> str:
+    lines = []
+    for which in ("tune", "test"):
+        part = [r for r in rows if r["half"] == which]
+        cells = []
+        for f in FIELDS:
+            scored = [r["right"][f] for r in part if f in r["right"]]
+            cells.append(f"{f} {sum(scored)}/{len(scored)} = {sum(scored) / max(1, len(scored)):.2f}")
+        straight = [r for r in part if not r["needs_review"]]
+        fields = [v for r in straight for v in r["right"].values()]
+        lines.append(f"{which} half ({len(part)} receipts): " + ", ".join(cells))
+        lines.append(f"  straight through: {len(straight)} of {len(part)}; their fields right: "
+                     f"{sum(fields)}/{len(fields)}")
+    return "\n".join(lines)
+
+
+def _score(args: tuple[Path, dict]) -> dict:
+    return score(*args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    with get_context("spawn").Pool(args.jobs) as pool:
+        rows = pool.map(_score, receipts())
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=str))
+    print(report(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
