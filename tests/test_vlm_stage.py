@@ -257,7 +257,7 @@ def test_backend_auto_chooses_itself(tmp_path):
 def test_a_model_folder_alone_turns_the_vlm_on_and_the_summary_says_which(monkeypatch):
     """DOCROUTE_VLM_MODEL naming a local folder is enough (no DOCROUTE_VLM_BACKEND); a name that is
     no folder leaves routed pages without an answer, and the run summary says why."""
-    from docroute.flows.extract import vlm_in_use
+    from docroute.flows.core import vlm_in_use
     from docroute.pipelines.batch import RunTotals, document_summary
 
     o = tiny_vlm.options("qwen2_5_vl")
