@@ -10,15 +10,12 @@ other) is ``other``. Printed per half: accuracy, a confusion table, and the docu
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections import Counter
-from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realdocs_split import REALDOCS, documents, half_of  # noqa: E402
+from realdocs_split import REALDOCS, bench_main, documents, half_of  # noqa: E402
 
 CLASSES = ("invoice", "receipt", "other")
 
@@ -61,16 +58,7 @@ def report(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
-    with get_context("spawn").Pool(args.jobs) as pool:
-        rows = pool.map(classify_file, documents())
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
-    print(report(rows))
-    return 0
+    return bench_main(__doc__, classify_file, documents(), report, argv)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,24 @@ def half_of(file: str) -> str:
     return split()[file]
 
 
+def bench_main(doc: str, fn, items: list, report, argv: list[str] | None = None) -> int:
+    """The command line of a realdocs benchmark: ``fn`` over ``items`` in a process pool, the rows
+    optionally saved as JSON (``--json``), then ``report(rows)`` printed."""
+    import argparse
+    from multiprocessing import get_context
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    with get_context("spawn").Pool(args.jobs) as pool:
+        rows = pool.map(fn, items)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=str))
+    print(report(rows))
+    return 0
+
+
 if __name__ == "__main__":
     if "--write" in sys.argv:
         SPLIT.write_text(json.dumps({"rule": "sha256 of the file's bytes as an integer: even -> tune, odd -> test; "

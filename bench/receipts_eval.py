@@ -17,16 +17,14 @@ documents that went straight through (``needs_review`` false) and how many of th
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from decimal import Decimal, InvalidOperation
-from multiprocessing import get_context
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realdocs_split import REALDOCS, half_of  # noqa: E402
+from realdocs_split import REALDOCS, bench_main, half_of  # noqa: E402
 
 FIELDS = ("vendor", "address", "date", "total")
 
@@ -118,16 +116,7 @@ def _score(args: tuple[Path, dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
-    with get_context("spawn").Pool(args.jobs) as pool:
-        rows = pool.map(_score, receipts())
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1, default=str))
-    print(report(rows))
-    return 0
+    return bench_main(__doc__, _score, receipts(), report, argv)
 
 
 if __name__ == "__main__":
