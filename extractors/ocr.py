@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,8 @@ class OcrOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     languages: tuple[str, ...] = Field(("eng",), description="tesseract language packs, in order")
+    engine: Literal["tesseract", "rapidocr"] = Field(
+        "tesseract", description="OCR engine: tesseract, or RapidOCR (PP-OCR ONNX models; receipts, photos)")
     psm: int = Field(3, ge=0, le=13, description="tesseract page segmentation mode")
     timeout_s: float = Field(120.0, gt=0, description="a page taking longer to OCR is a page error")
 
@@ -40,6 +42,13 @@ def tesseract_available() -> bool:
 
 def ocr_words(image: Image.Image, dpi: float, options: OcrOptions = OcrOptions()) -> tuple[Word, ...]:
     """OCR an image rendered at ``dpi``; word boxes come back in PDF points (top-left origin)."""
+    if options.engine == "rapidocr":
+        from docroute.extractors.ocr_rapid import RapidOcrError, rapid_words
+
+        try:
+            return rapid_words(image, dpi)
+        except RapidOcrError as exc:
+            raise OcrError(str(exc)) from exc
     import pytesseract
 
     if not tesseract_available():
