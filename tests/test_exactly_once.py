@@ -299,20 +299,22 @@ def test_a_finished_document_is_committed_after_commit_every_s_while_the_next_is
     shutil.copy(SAMPLES / "invoice_ruled.pdf", folder / "a_fast.pdf")
     shutil.copy(SAMPLES / "plain_text.pdf", folder / "b_slow.pdf")
     release, real = threading.Event(), core.process
+    fast = process_document(folder / "a_fast.pdf", Settings(workers=1))  # parsed for real, ahead of the run
 
     def process(item, settings, out, context):
-        if item.path.name == "b_slow.pdf":
-            release.wait(300)  # a document that takes long to parse
+        if item.path.name == "a_fast.pdf":  # done at once: well before commit_every_s
+            return core.stage(item.path, fast, context.run_id, settings.schema_name)
+        release.wait(300)  # a document that takes long to parse
         return real(item, settings, out, context)
 
     monkeypatch.setattr(core, "process", process)
     out = tmp_path / "out"
-    settings = Settings(workers=2, commit_every_s=1, orchestrator="direct")
+    settings = Settings(workers=2, commit_every_s=3, orchestrator="direct")
     done: dict = {}
     run = threading.Thread(target=lambda: done.update(summary=core.run_extract(str(folder), str(out), settings)))
     run.start()
     seen: list[str] = []
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 60
     while not seen and time.monotonic() < deadline and run.is_alive():
         seen = [d["file_name"] for d in read(out, "documents")] if (out / "documents").exists() else []
         time.sleep(0.2)
