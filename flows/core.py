@@ -186,7 +186,8 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
                     schema_version=sink.schema.schema_version, reprocess_schema=reprocess_schema,
                     exclude=(state,) if is_uri(out) else (Path(out), state))
     manifest = RunManifest(state, run_id)
-    manifest.start(started_at=started, input=input, output=output, state=str(state.resolve()), runner=settings.runner,
+    manifest.start(started_at=started, input=input, output=output, state_folder=str(state.resolve()),
+                   runner=settings.runner,
                    orchestrator=mode,
                    schema=f"{sink.schema.schema_name}@{sink.schema.schema_version}", discovered=the_plan.discovered,
                    planned=[{"doc_id": i.doc_id, "path": display_path(i.path)} for i in the_plan.todo],
@@ -218,7 +219,7 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
     elapsed = time.perf_counter() - t0
     run = {
         "run_id": run_id, "started_at": started, "finished_at": datetime.now(UTC), "input": input,
-        "output": output, "config": settings.model_dump(mode="json") | {"orchestrator": mode},
+        "output": output, "config": _recorded(settings) | {"orchestrator": mode},
         "counts": totals.counts() | maintenance | {"resumed_runs": len(interrupted)}, "versions": _versions(),
     }
     sink.write_run(run)
@@ -230,6 +231,13 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
     return RunSummary(run=run, totals=totals, report=str(report), schema=sink.schema.schema_name,
                       schema_version=sink.schema.schema_version, elapsed_s=elapsed, vlm=vlm,
                       interrupted=tuple(interrupted), maintenance=maintenance, orchestrator=mode)
+
+
+def _recorded(settings: Settings) -> dict:
+    """The settings as the runs row and the report record them: storage option values (credentials) masked."""
+    config = settings.model_dump(mode="json")
+    config["storage_options"] = {k: "***" for k in config.get("storage_options") or {}}
+    return config
 
 
 def _finished(completed: Callable[[Iterable], Iterator], futures: list, batcher: Batcher) -> Iterator:

@@ -168,8 +168,8 @@ class RunManifest:
         self.data: dict = {}
 
     def start(self, **info) -> None:
-        self.data = {"run_id": self.run_id, "state": "running", "pid": os.getpid(), "host": socket.gethostname(),
-                     **info}
+        self.data = {"run_id": self.run_id, "pid": os.getpid(), "host": socket.gethostname(), **info,
+                     "state": "running"}
         _write_json(self.data, self.path)
 
     def commit(self, doc_id: str, status: str, **info) -> None:

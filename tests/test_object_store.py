@@ -58,10 +58,11 @@ def s3(tmp_path_factory):
         server.stop()
 
 
-def docroute(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    """The console script without a Prefect API (the direct orchestrator), against the local S3 API."""
+def docroute(args: list[str], env: dict[str, str | None], cwd: Path) -> subprocess.CompletedProcess:
+    """The console script without a Prefect API (the direct orchestrator), against the local S3 API
+    (``env``: variables to set; None: to unset)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "DOCROUTE_"))}
-    environ |= env | {"COLUMNS": "250"}
+    environ = {k: v for k, v in (environ | env).items() if v is not None} | {"COLUMNS": "250"}
     return subprocess.run([str(Path(sys.executable).with_name("docroute")), *args], env=environ, cwd=cwd,
                           capture_output=True, text=True, timeout=600)
 
@@ -85,13 +86,20 @@ def test_a_run_into_s3_twice_leaves_each_document_once_and_sql_reads_it(s3, tmp_
     assert f"run state (lock, manifests, journals, reports): {state}" in first.stdout
     assert not (tmp_path / "s3:").exists(), "the URI was taken for a local path"
 
-    again = docroute(["run", str(folder), "--out", f"{uri}/", "--workers", "2"], s3, tmp_path)  # same URI
+    # the same URI (a trailing slash), the endpoint and a credential given only as docroute storage options
+    secret = "s3cr3t-never-recorded"
+    options = {"AWS_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"], "AWS_ALLOW_HTTP": "true", "AWS_SECRET_ACCESS_KEY": secret}
+    env = {k: v for k, v in s3.items() if k not in ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP")}
+    env |= {"DOCROUTE_STORAGE_OPTIONS": json.dumps(options), "AWS_ENDPOINT_URL": None, "AWS_ALLOW_HTTP": None}
+    again = docroute(["run", str(folder), "--out", f"{uri}/", "--workers", "2"], env, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     runs = read_table(DeltaSink(uri, "invoice"), "runs").to_pylist()
     assert len(runs) == 2
     counts = [dict(r["counts"]) for r in sorted(runs, key=lambda r: r["started_at"])]
     assert (counts[0]["documents"], counts[1]["documents"], counts[1]["skipped"]) == (2, 0, 2)
     assert {r["output"] for r in runs} == {uri}
+    configs = [json.loads(r["config"]) for r in sorted(runs, key=lambda r: r["started_at"])]
+    assert configs[1]["storage_options"] == dict.fromkeys(options, "***"), "credentials are not recorded"
 
     forced = docroute(["run", str(folder), "--out", uri, "--workers", "2", "--force"], s3, tmp_path)
     assert forced.returncode == 0, forced.stderr[-3000:]
@@ -107,6 +115,7 @@ def test_a_run_into_s3_twice_leaves_each_document_once_and_sql_reads_it(s3, tmp_
     assert len(manifests) == 3 and {m["state"] for m in manifests} == {"finished"}
     assert {m["output"] for m in manifests} == {uri}
     assert len(list((state / "reports").glob("*.html"))) == 3
+    assert not any(secret in p.read_text() for p in state.rglob("*") if p.is_file()), "a credential recorded"
 
     sql = docroute(["sql", uri, "SELECT file_name, invoice_number FROM invoice ORDER BY file_name",
                     "--format", "json"], s3, tmp_path)
