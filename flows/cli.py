@@ -108,7 +108,7 @@ def run(
 @app.command("serve")
 def serve_cmd(
     input: Annotated[str, typer.Argument(help="a folder (recursive), a glob pattern, or one file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder (or deltalake URI) for the Delta tables")] = Path("out"),
+    out: Annotated[str, typer.Option("--out", "-o", help="output folder for the Delta tables")] = "out",
     cron: Annotated[str | None, typer.Option("--cron", help="run on this schedule, e.g. '0 2 * * *' (02:00 daily)")] = None,
     interval: Annotated[float | None, typer.Option("--interval", help="...or every this many seconds")] = None,
     timezone: Annotated[str, typer.Option("--timezone", help="time zone of --cron (IANA name)")] = "UTC",
@@ -125,6 +125,11 @@ def serve_cmd(
     from docroute.schemas.registry import UnknownSchemaError, get_schema
 
     settings = _settings(schema_name=schema, workers=workers, runner=runner, dask_address=address)
+    if "://" in out:  # typer would make s3://b/p the local folder s3:/b/p
+        typer.secho(f"error: serve needs a local --out folder (its Prefect server log lives there), not {out}",
+                    fg="red", err=True)
+        raise typer.Exit(2)
+    out = Path(out)
     try:
         get_schema(settings.schema_name)
         the_schedule = schedule(cron, interval, timezone)

@@ -123,6 +123,11 @@ def test_a_run_into_s3_twice_leaves_each_document_once_and_sql_reads_it(s3, tmp_
     got = {r["file_name"]: r["invoice_number"] for r in json.loads(sql.stdout)}
     assert got == {n: expected(n)["invoice"]["invoice_number"] for n in DOCS}
 
+    import docroute as api
+
+    tables = api.read(uri, {"AWS_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"], "AWS_ALLOW_HTTP": "true"})
+    assert sorted(tables["documents"]["file_name"]) == sorted(DOCS) and len(tables["pages"]) == 3
+
     compact = docroute(["compact", uri], s3, tmp_path)  # takes the same local lock, merges the files
     assert compact.returncode == 0, compact.stderr[-3000:]
     assert "runs: 3 -> 1 live file(s)" in compact.stdout, compact.stdout  # one row per run, merged
