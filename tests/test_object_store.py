@@ -187,3 +187,18 @@ def test_a_replayed_batch_changes_nothing_on_s3(s3, results):
     assert again.commit(batch, "run-1", 1) == []
     assert {n: again.table(n).version() for n in versions} == versions
     assert committed(uri) == ({r.document.doc_id for r in results}, 0)
+
+
+def test_a_writer_that_lost_the_race_commits_the_next_version_on_s3(s3):
+    """What the README's concurrency note rests on: on this S3 API delta-rs commits with put-if-absent
+    (no locking provider, no unsafe rename), so a writer holding a stale version retries, never overwrites."""
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    uri = f"s3://{BUCKET}/race"
+    write_deltalake(uri, pa.table({"x": [0]}))
+    first, stale = DeltaTable(uri), DeltaTable(uri)
+    write_deltalake(first, pa.table({"x": [1]}), mode="append")
+    write_deltalake(stale, pa.table({"x": [2]}), mode="append")  # its version 1 is taken: it commits 2
+    dt = DeltaTable(uri)
+    assert dt.version() == 2 and sorted(dt.to_pyarrow_dataset().to_table()["x"].to_pylist()) == [0, 1, 2]
