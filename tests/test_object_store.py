@@ -202,3 +202,35 @@ def test_a_writer_that_lost_the_race_commits_the_next_version_on_s3(s3):
     write_deltalake(stale, pa.table({"x": [2]}), mode="append")  # its version 1 is taken: it commits 2
     dt = DeltaTable(uri)
     assert dt.version() == 2 and sorted(dt.to_pyarrow_dataset().to_table()["x"].to_pylist()) == [0, 1, 2]
+
+
+def test_a_run_into_s3_killed_mid_way_then_rerun_leaves_each_document_once(s3, tmp_path):
+    """SIGKILL of the whole CLI once some batches are in the bucket; the rerun names the interrupted run
+    (from the local state folder) and finishes: every document once, nothing lost."""
+    import signal
+    import time
+
+    uri = f"s3://{BUCKET}/killed"
+    names = ("invoice_ruled.pdf", "invoice_unruled.pdf", "invoice_two_page.pdf", "plain_text.pdf", "complex_table.pdf")
+    folder = folder_of(tmp_path, names)
+    ids = {sha256((folder / n).read_bytes()).hexdigest() for n in names}
+    env = s3 | {"DOCROUTE_COMMIT_EVERY_DOCUMENTS": "1"}  # a batch per document: boundaries to kill between
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "DOCROUTE_"))} | env
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("docroute")), "run", str(folder), "--out", uri,
+                             "--workers", "1"], env=environ, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and len(committed(uri)[0]) < 2:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before, duplicated = committed(uri)
+    assert 2 <= len(before) < len(ids) and duplicated == 0, (len(before), duplicated)
+    rerun = docroute(["run", str(folder), "--out", uri, "--workers", "1"], env, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed interrupted run" in rerun.stdout, rerun.stdout[-3000:]
+    assert committed(uri) == (ids, 0)
+    from test_exactly_once import check_consistent
+
+    assert check_consistent(uri) == ids  # each one whole: its pages, elements and extraction from one run
