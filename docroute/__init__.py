@@ -10,12 +10,13 @@ __version__ = "0.1.0"
 PIPELINE_VERSION = "0.1.0"
 
 
-def read(out: str):
+def read(out: str, storage_options: dict[str, str] | None = None):
     """Return the output tables of a run folder (or deltalake URI) as a dict of pandas DataFrames, read
-    through each Delta table's log: documents, pages, elements, runs, extractions/<schema>."""
+    through each Delta table's log: documents, pages, elements, runs, extractions/<schema>.
+    ``storage_options``: deltalake's, for an object store (else its own environment: ``AWS_*``, …)."""
     from docroute.pipelines.sink import read_tables
 
-    return read_tables(out)
+    return read_tables(out, storage_options)
 
 
 def extract(path, schema="invoice", **settings):

@@ -36,7 +36,11 @@ def _settings(**overrides):
 @app.command()
 def run(
     input: Annotated[str, typer.Argument(help="a folder (recursive), a glob pattern, or one file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder (or deltalake URI) for the Delta tables")] = Path("out"),
+    out: Annotated[str, typer.Option("--out", "-o", help="output folder, or an object-store URI deltalake supports "
+                                     "(s3://bucket/prefix, az://, gs://), for the Delta tables")] = "out",
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="local folder for the run state (lock, "
+                                                   "manifests, journals, reports); default: the output folder, or "
+                                                   "for a URI a folder under the user cache dir")] = None,
     schema: Annotated[str | None, typer.Option("--schema", help="target schema: invoice or module:Class")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="parallel documents (default: cores)")] = None,
     parser: Annotated[str | None, typer.Option("--parser", help="layout engine: pymupdf or unstructured")] = None,
@@ -57,7 +61,7 @@ def run(
 
     from docroute.flows.report import ProgressView, print_summary
     from docroute.pipelines.ingest import InputError
-    from docroute.pipelines.runlog import OutputLocked
+    from docroute.pipelines.runlog import OutputLocked, StateFolderError
 
     if redact is not None and redact.strip().lower() == "all":
         from docroute.pipelines.pii import KINDS
@@ -65,7 +69,7 @@ def run(
         redact = ",".join(KINDS)
     settings = _settings(schema_name=schema, workers=workers, parser=parser, force=force or None,
                          password_file=password_file.resolve() if password_file else None, redact=redact,
-                         runner=runner, dask_address=address)
+                         runner=runner, dask_address=address, state_dir=state_dir.resolve() if state_dir else None)
     console = Console(stderr=True)
     from docroute.schemas.registry import UnknownSchemaError, get_schema
 
@@ -81,9 +85,9 @@ def run(
     view = ProgressView(console)
     try:
         with view, progress.listening(view.on_event):
-            summary = run_extract(input, str(out), settings, retry_failed=retry_failed,
+            summary = run_extract(input, out, settings, retry_failed=retry_failed,
                                   reprocess_schema=reprocess_schema)
-    except InputError as exc:
+    except (InputError, StateFolderError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     except OutputLocked as exc:  # another run holds --out: EX_TEMPFAIL, try again later
@@ -93,12 +97,18 @@ def run(
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     print_summary(Console(), summary, out)
+    from docroute.pipelines.runlog import state_folder
+
+    state = state_folder(out, settings.state_dir)
+    if state != Path(out):
+        Console().print(f"run state (lock, manifests, journals, reports): {state.resolve()}",
+                        markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("serve")
 def serve_cmd(
     input: Annotated[str, typer.Argument(help="a folder (recursive), a glob pattern, or one file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder (or deltalake URI) for the Delta tables")] = Path("out"),
+    out: Annotated[str, typer.Option("--out", "-o", help="output folder for the Delta tables")] = "out",
     cron: Annotated[str | None, typer.Option("--cron", help="run on this schedule, e.g. '0 2 * * *' (02:00 daily)")] = None,
     interval: Annotated[float | None, typer.Option("--interval", help="...or every this many seconds")] = None,
     timezone: Annotated[str, typer.Option("--timezone", help="time zone of --cron (IANA name)")] = "UTC",
@@ -115,6 +125,11 @@ def serve_cmd(
     from docroute.schemas.registry import UnknownSchemaError, get_schema
 
     settings = _settings(schema_name=schema, workers=workers, runner=runner, dask_address=address)
+    if "://" in out:  # typer would make s3://b/p the local folder s3:/b/p
+        typer.secho(f"error: serve needs a local --out folder (its Prefect server log lives there), not {out}",
+                    fg="red", err=True)
+        raise typer.Exit(2)
+    out = Path(out)
     try:
         get_schema(settings.schema_name)
         the_schedule = schedule(cron, interval, timezone)
@@ -240,18 +255,18 @@ def compact_cmd(
     out: Annotated[str, typer.Argument(help="the output folder (or deltalake URI)")],
     retain_days: Annotated[float, typer.Option("--retain-days", min=0, help="keep this many days of table "
                                                "history (older unreferenced files are deleted)")] = 7,
+    state_dir: Annotated[Path | None, typer.Option("--state-dir", help="the run state folder of this output, "
+                                                   "if the runs were given one")] = None,
 ) -> None:
     """Merge each table's small files (OPTIMIZE), then vacuum files no version within --retain-days needs."""
-    from docroute.pipelines.runlog import OutputLocked, output_lock
-    from docroute.pipelines.settings import load_settings
-    from docroute.pipelines.sink import DeltaSink, is_uri
+    from docroute.pipelines.runlog import OutputLocked, is_uri, output_lock, state_folder
+    from docroute.pipelines.sink import DeltaSink
 
-    sink = DeltaSink(out, "invoice", load_settings().storage_options)
-    import contextlib
-
-    lock = contextlib.nullcontext() if is_uri(out) else output_lock(Path(out), f"compact-{os.getpid()}", "compact")
+    settings = _settings(state_dir=state_dir.resolve() if state_dir else None)
+    sink = DeltaSink(out, "invoice", settings.storage_options)
+    state = state_folder(out, settings.state_dir)  # never beside a run on this output from this machine
     try:
-        with lock:
+        with output_lock(state, f"compact-{os.getpid()}", "compact", output=out if is_uri(out) else None):
             for name in sink.tables():
                 before = sink.live_files(name)
                 done = sink.compact(name, retention_hours=int(retain_days * 24))

@@ -9,17 +9,25 @@ embedded server start). :func:`run_extract` picks one. This module never imports
 Tasks return each document's rows staged as Arrow tables; the run commits them to the Delta tables in
 batches (``Batcher``: every ``commit_every_documents`` documents or ``commit_every_s`` seconds, the rest
 at the end; one transaction per table, documents last, each idempotent), then compacts a table whose
-live files passed ``compact_files``. A run holds the output folder's lock (``runlog.output_lock``) from
-before planning to the end and keeps a manifest with a commit journal (``runlog.RunManifest``), one line
-per committed document naming the host and process that did it and its batch.
+live files passed ``compact_files``. Commits happen on the run's own thread only (delta-rs writers of one
+table must not race): it waits for finished documents with a timeout, so a batch goes in once
+``commit_every_s`` has passed even while the next document is still being parsed.
+
+A run holds the output's lock (``runlog.output_lock``) from before planning to the end and keeps a
+manifest with a commit journal (``runlog.RunManifest``), one line per committed document naming the
+host and process that did it and its batch. Both live in the run state folder (``runlog.state_folder``:
+the output folder, or a local folder for an object-store output such as ``s3://bucket/prefix``), with
+the HTML report and the run's VLM page ledger.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import queue
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -50,7 +58,7 @@ from docroute.pipelines.batch import (  # noqa: E402
 from docroute.pipelines.budget import run_context  # noqa: E402
 from docroute.pipelines.context import RunContext  # noqa: E402
 from docroute.pipelines.ingest import display_path  # noqa: E402
-from docroute.pipelines.runlog import RunManifest, output_lock  # noqa: E402
+from docroute.pipelines.runlog import RunManifest, claim_state_folder, is_uri, output_lock, state_folder  # noqa: E402
 from docroute.pipelines.settings import Settings  # noqa: E402
 from docroute.pipelines.sink import DeltaSink, Staged, new_run_id  # noqa: E402
 from docroute.schemas import DocumentResult  # noqa: E402
@@ -58,19 +66,23 @@ from docroute.schemas.contract import CONTRACT_VERSION  # noqa: E402
 
 __all__ = ["extract", "run_extract", "worker_memory_limit"]
 TRANSIENT = (BrokenPipeError, ConnectionError, InterruptedError, BlockingIOError)
-_held: dict[str, str] = {}  # output folder -> the run_id whose lock this process holds
+_held: dict[str, str] = {}  # state folder -> the run_id whose lock this process holds
 Submit = Callable[[PlannedFile, Settings, str, RunContext], Future]
 
 
 @contextmanager
-def run_lock(out: Path, run_id: str, input_spec: str):
-    """Hold ``out``'s lock for ``run_id``, unless this process already does (``run_extract`` takes it
-    before the flow starts so that a busy folder fails fast; a deployment run takes it here)."""
-    key = str(Path(out).resolve())
+def run_lock(out: str, settings: Settings, run_id: str, input_spec: str):
+    """Hold ``out``'s lock (in its state folder) for ``run_id``, unless this process already does
+    (``run_extract`` takes it before the flow starts so that a busy output fails fast; a deployment run
+    takes it here). Raises ``runlog.StateFolderError`` for a state folder that serves another output."""
+    state = state_folder(out, settings.state_dir)
+    key = str(state.resolve())
     if _held.get(key) == run_id:
         yield
         return
-    with output_lock(Path(out), run_id, input_spec):
+    state.mkdir(parents=True, exist_ok=True)
+    claim_state_folder(state, out)
+    with output_lock(state, run_id, input_spec, output=str(out) if is_uri(out) or state != Path(out) else None):
         _held[key] = run_id
         try:
             yield
@@ -107,8 +119,9 @@ class Finished:
 
 
 class Batcher:
-    """Commits finished documents in batches: every ``commit_every_documents`` or ``commit_every_s``
-    (checked as documents finish), and what is left at the end. Journals each committed document."""
+    """Commits finished documents in batches: every ``commit_every_documents``, or once ``commit_every_s``
+    has passed since the last commit (:meth:`due_in` tells the run loop how long it may wait), and what
+    is left at the end. Journals each committed document."""
 
     def __init__(self, sink: DeltaSink, manifest: RunManifest, run_id: str, settings: Settings):
         self.sink, self.manifest, self.run_id = sink, manifest, run_id
@@ -120,7 +133,17 @@ class Batcher:
 
     def add(self, done: Finished) -> None:
         self.pending.append(done)
-        if len(self.pending) >= self.every or time.monotonic() - self.last >= self.every_s:
+        if len(self.pending) >= self.every:
+            self.flush()
+        self.tick()
+
+    def due_in(self) -> float | None:
+        """Seconds until the pending documents are due (None: nothing pending, nothing due)."""
+        return max(0.0, self.last + self.every_s - time.monotonic()) if self.pending else None
+
+    def tick(self) -> None:
+        """Commit the pending documents if ``commit_every_s`` has passed since the last commit."""
+        if self.pending and time.monotonic() - self.last >= self.every_s:
             self.flush()
 
     def flush(self) -> None:
@@ -153,16 +176,18 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
     in words what orchestrates it (shown in the summary and recorded in the runs row)."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    out_path = Path(out)
+    state = state_folder(out, settings.state_dir)  # lock, manifests, journals, report, VLM ledger
+    output = str(out).rstrip("/") if is_uri(out) else str(Path(out).resolve())
     sink = DeltaSink(out, settings.schema_name, settings.storage_options)
     maintenance: dict[str, int] = {}  # batches, commit time, tables compacted
-    interrupted = RunManifest.interrupted(out_path)
+    interrupted = RunManifest.interrupted(state)
     the_plan = plan(input, sink.committed(), force=settings.force, retry_failed=retry_failed,
                     pipeline_version=PIPELINE_VERSION, schema_name=sink.schema.schema_name,
                     schema_version=sink.schema.schema_version, reprocess_schema=reprocess_schema,
-                    exclude=(out_path,))
-    manifest = RunManifest(out_path, run_id)
-    manifest.start(started_at=started, input=input, output=str(out_path.resolve()), runner=settings.runner,
+                    exclude=(state,) if is_uri(out) else (Path(out), state))
+    manifest = RunManifest(state, run_id)
+    manifest.start(started_at=started, input=input, output=output, state_folder=str(state.resolve()),
+                   runner=settings.runner,
                    orchestrator=mode,
                    schema=f"{sink.schema.schema_name}@{sink.schema.schema_version}", discovered=the_plan.discovered,
                    planned=[{"doc_id": i.doc_id, "path": display_path(i.path)} for i in the_plan.todo],
@@ -172,12 +197,12 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
                                    duplicates=len(the_plan.duplicates), run_id=run_id))
     totals = RunTotals(skipped=len(the_plan.skipped), duplicates=len(the_plan.duplicates),
                        stale_schema=len(the_plan.stale_schema))
-    context = run_context(settings.router, out_path, run_id)  # with the run's VLM page ledger, when capped
+    context = run_context(settings.router, state, run_id)  # with the run's VLM page ledger, when capped
     if the_plan.todo:
         with _local_pool(settings, len(the_plan.todo), local_pool):
             submitted = {submit(item, settings, out, context): item for item in the_plan.todo}
             batcher = Batcher(sink, manifest, run_id, settings)
-            for fut in completed(list(submitted)):
+            for fut in _finished(completed, list(submitted), batcher):
                 item = submitted.pop(fut)  # a future holds its result: let a committed one go
                 try:
                     done = fut.result()
@@ -194,18 +219,53 @@ def extract(input: str, out: str, settings: Settings, retry_failed: bool, reproc
     elapsed = time.perf_counter() - t0
     run = {
         "run_id": run_id, "started_at": started, "finished_at": datetime.now(UTC), "input": input,
-        "output": str(out_path.resolve()), "config": settings.model_dump(mode="json") | {"orchestrator": mode},
+        "output": output, "config": _recorded(settings) | {"orchestrator": mode},
         "counts": totals.counts() | maintenance | {"resumed_runs": len(interrupted)}, "versions": _versions(),
     }
     sink.write_run(run)
     manifest.finish(finished_at=run["finished_at"], counts=run["counts"])
     vlm = vlm_in_use(settings, totals)
-    report = write_run_report(out_path, run, vlm)
+    report = write_run_report(state, run, vlm, sink)
     if not progress.listened():  # a deployment run: one line for the log of whoever serves it
         print(_one_line(run_id, totals, report, time.perf_counter() - t0), file=sys.stderr, flush=True)
     return RunSummary(run=run, totals=totals, report=str(report), schema=sink.schema.schema_name,
                       schema_version=sink.schema.schema_version, elapsed_s=elapsed, vlm=vlm,
                       interrupted=tuple(interrupted), maintenance=maintenance, orchestrator=mode)
+
+
+def _recorded(settings: Settings) -> dict:
+    """The settings as the runs row and the report record them: storage option values (credentials) masked."""
+    config = settings.model_dump(mode="json")
+    config["storage_options"] = {k: "***" for k in config.get("storage_options") or {}}
+    return config
+
+
+def _finished(completed: Callable[[Iterable], Iterator], futures: list, batcher: Batcher) -> Iterator:
+    """The futures as they finish (``completed`` runs on a thread of its own), committing ``batcher``'s
+    pending documents on this thread whenever they fall due while none finishes."""
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    end = object()
+
+    def feed() -> None:
+        try:
+            for fut in completed(futures):
+                done.put(fut)
+        except BaseException as exc:  # noqa: BLE001 -- handed to the run's thread, raised there
+            done.put(exc)
+        done.put(end)
+
+    threading.Thread(target=feed, name="docroute-completed", daemon=True).start()
+    while True:
+        try:
+            item = done.get(timeout=batcher.due_in())
+        except queue.Empty:
+            batcher.tick()
+            continue
+        if item is end:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _compact(sink: DeltaSink, settings: Settings) -> dict[str, int]:
@@ -283,11 +343,12 @@ def run_extract(input: str, out: str, settings: Settings, retry_failed: bool = F
                 reprocess_schema: bool = False) -> RunSummary:
     """Run, holding the output lock: on Prefect (:func:`use_prefect`) or directly on a thread pool.
 
-    Raises ``runlog.OutputLocked`` (before anything starts) when another run holds ``out``, and
+    Raises ``runlog.OutputLocked`` (before anything starts) when another run holds ``out``,
+    ``runlog.StateFolderError`` when the state folder serves another output, and
     ``runners.RunnerError`` when the runner cannot work as configured.
     """
     run_id = new_run_id()
-    with run_lock(Path(out), run_id, input):
+    with run_lock(out, settings, run_id, input):
         if not use_prefect(settings):
             return run_direct(input, out, settings, retry_failed, reprocess_schema, run_id)
         from docroute.flows.extract import run_on_prefect

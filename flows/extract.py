@@ -12,7 +12,6 @@ errors, never for a bad document. The flow commits the tasks' staged rows in bat
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from docroute.flows import prefect_env
@@ -82,7 +81,7 @@ def extract_folder(input: str, out: str, settings: Settings | dict[str, Any] | N
         with prefect_api_for(settings):
             return extract_folder.with_options(task_runner=task_runner(settings))(
                 input, out, settings, retry_failed, reprocess_schema, run_id)
-    with run_lock(Path(out), run_id, input):
+    with run_lock(out, settings, run_id, input):
         on_threads = _on_threads()
         mode = "prefect (" + ("threads" if on_threads else "dask") + " task runner)"
         return extract(input, out, settings, retry_failed, reprocess_schema, run_id,

@@ -93,11 +93,12 @@ def _rows(sink: DeltaSink, name: str, run_id: str, columns: list[str]) -> list[d
     return dt.to_pyarrow_dataset().to_table(columns=columns, filter=pc.field("run_id") == run_id).to_pylist()
 
 
-def write_run_report(out: Path, run: dict, vlm: str = "") -> Path:
-    """Render the report of ``run`` (the runs-table row as a dict) into ``out/reports/``."""
+def write_run_report(out: Path, run: dict, vlm: str = "", sink: DeltaSink | None = None) -> Path:
+    """Render the report of ``run`` (the runs-table row as a dict) into ``out/reports/`` (``out``: the
+    run state folder), reading the run's rows from ``sink`` (default: the tables under ``out``)."""
     out = Path(out)
     run_id = run["run_id"]
-    sink = DeltaSink(out, "invoice")
+    sink = sink or DeltaSink(out, "invoice")
     docs = _rows(sink, "documents", run_id, ["doc_id", "file_name", "status", "error", "n_pages", "duration_ms",
                                              "processed_at"])
     pages = _rows(sink, "pages", run_id, ["route", "route_reasons", "vlm_status"])

@@ -1,16 +1,23 @@
-"""The output folder's lock and each run's manifest with its commit journal.
+"""The run state folder: the output's lock and each run's manifest with its commit journal.
 
-:func:`output_lock` refuses a second run on the same output folder while one runs (an ``flock`` on
-``OUT/.docroute.lock``, released by the kernel when its holder dies, however it dies), and
-:class:`RunManifest` keeps ``OUT/_manifests/<run_id>.json`` (what the run planned, what it
-committed, whether it finished) with an append-only journal of commits beside it, so an interrupted
-run is visible and named by the next one.
+The state folder (:func:`state_folder`) is the output folder itself, or, for an object-store output
+(``s3://``, ``az://``, ``gs://``), a local folder: ``--state-dir`` / ``state_dir``, else one under the
+user cache dir keyed by a hash of the output URI. :func:`output_lock` refuses a second run on the same
+state folder while one runs (an ``flock`` on ``STATE/.docroute.lock``, released by the kernel when
+its holder dies, however it dies), and :class:`RunManifest` keeps ``STATE/_manifests/<run_id>.json``
+(what the run planned, what it committed, whether it finished) with an append-only journal of commits
+beside it, so an interrupted run is visible and named by the next one.
+
+The lock is local: it keeps two runs of this machine (sharing a state folder) off one output. It does
+not see a run on another machine writing the same URI; what keeps the tables right then is Delta's
+optimistic concurrency (see pipelines/sink.py and README "Object stores").
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import socket
@@ -30,10 +37,56 @@ def _write_json(data: dict, path: Path) -> None:
 
 LOCK_FILE = ".docroute.lock"
 MANIFESTS = "_manifests"
+OUTPUT_FILE = "output.json"  # in a state folder kept apart from its output: which output it serves
 
 
 class OutputLocked(RuntimeError):
-    """Another run holds the output folder."""
+    """Another run holds the output (its state folder)."""
+
+
+class StateFolderError(ValueError):
+    """A state folder that serves another output."""
+
+
+def is_uri(out: str | Path) -> bool:
+    return "://" in str(out)
+
+
+def cache_dir() -> Path:
+    """The user cache dir (``$XDG_CACHE_HOME``, else ``~/.cache``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+def state_folder(out: str | Path, state_dir: Path | None = None) -> Path:
+    """Where a run on ``out`` keeps its lock, manifests, journals and reports (a local folder).
+
+    ``state_dir`` when given; else the output folder itself; else (an object-store URI) a folder under
+    the user cache dir keyed by a hash of the URI, so every run on one URI from this machine shares it.
+    """
+    if state_dir is not None:
+        return Path(state_dir).expanduser()
+    if not is_uri(out):
+        return Path(out)
+    uri = str(out).rstrip("/")
+    return cache_dir() / "docroute" / "state" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def claim_state_folder(folder: Path, out: str | Path) -> None:
+    """Record in a state folder kept apart from its output which output it serves; refuse one that
+    serves another output (its lock and manifests would mix two outputs' runs)."""
+    if not is_uri(out) and Path(folder).resolve() == Path(out).resolve():
+        return
+    target = str(out).rstrip("/") if is_uri(out) else str(Path(out).resolve())
+    path = Path(folder) / OUTPUT_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("output")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded is not None and recorded != target:
+        raise StateFolderError(f"state folder {folder} belongs to output {recorded}, not {target}: "
+                           "give each output its own --state-dir")
+    if recorded is None:
+        _write_json({"output": target}, path)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -47,8 +100,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def output_lock(out: Path, run_id: str, input_spec: str = "") -> Iterator[dict]:
-    """Hold ``OUT/.docroute.lock`` for the run, or raise :class:`OutputLocked` naming the holder.
+def output_lock(out: Path, run_id: str, input_spec: str = "", output: str | None = None) -> Iterator[dict]:
+    """Hold ``OUT/.docroute.lock`` (``out``: the state folder) for the run, or raise
+    :class:`OutputLocked` naming the holder; ``output`` names the output in the message when the state
+    folder is not the output folder.
 
     The lock is an ``flock``: the kernel drops it when the holder exits or is killed, so a lock file
     left by a dead run is stale and simply taken over (the holder it names is reported as
@@ -77,7 +132,7 @@ def output_lock(out: Path, run_id: str, input_spec: str = "") -> Iterator[dict]:
             if h.get("host") == socket.gethostname() and isinstance(h.get("pid"), int) and not _pid_alive(h["pid"]):
                 where += " (that pid is gone: a child process it started still holds the lock)"
             raise OutputLocked(
-                f"output folder {out} is in use by another docroute run: run {h.get('run_id', '?')}, "
+                f"output {output or f'folder {out}'} is in use by another docroute run: run {h.get('run_id', '?')}, "
                 f"{where}, started {h.get('started_at', '?')}, input {h.get('input', '?')!s}. "
                 "Two runs must not write one output folder at once: wait for it to finish, or use another --out."
             ) from None
@@ -113,8 +168,8 @@ class RunManifest:
         self.data: dict = {}
 
     def start(self, **info) -> None:
-        self.data = {"run_id": self.run_id, "state": "running", "pid": os.getpid(), "host": socket.gethostname(),
-                     **info}
+        self.data = {"run_id": self.run_id, "pid": os.getpid(), "host": socket.gethostname(), **info,
+                     "state": "running"}
         _write_json(self.data, self.path)
 
     def commit(self, doc_id: str, status: str, **info) -> None:

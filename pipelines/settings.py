@@ -58,10 +58,15 @@ class Settings(BaseSettings):
         "the runner is dask, direct otherwise")
     commit_every_documents: int = Field(64, ge=1, description="commit finished documents to the Delta tables in "
                                         "batches of this many (one transaction per table, documents last)")
-    commit_every_s: float = Field(30.0, gt=0, description="commit a batch at least this often (checked as documents finish)")
+    commit_every_s: float = Field(30.0, gt=0, description="commit finished documents at least this often, even "
+                                  "while no other document finishes")
     compact_files: int = Field(10, ge=2, description="a run compacts a table whose live data files exceed this")
     storage_options: dict[str, str] = Field(default_factory=dict, description="deltalake storage options for an "
-                                            "object-store output (s3://, az://, gs://): credentials, region, endpoint")
+                                            "object-store output (s3://, az://, gs://): credentials, region, endpoint; "
+                                            "deltalake also reads its own AWS_*, AZURE_*, GOOGLE_* environment")
+    state_dir: Path | None = Field(None, description="the run state folder (lock, manifests and commit journals, "
+                                   "reports, VLM budget ledgers): default the output folder itself, or for an "
+                                   "object-store output a folder under the user cache dir keyed by its URI")
     max_pages: int = Field(5000, ge=1, description="a document with more pages is a failed row (not read)")
     page_timeout_s: float = Field(
         120.0, gt=0, description="a page taking longer (reading, rendering, OCR, poppler) is a page error; the "

@@ -15,9 +15,18 @@ once, then keeps them). A reprocessed document's documents row is deleted first,
 last commit it is not done. So a replayed or rerun batch changes nothing, and a run killed between
 two commits of a batch, then rerun, leaves each document exactly once in every table. Each commit
 also records a Delta application transaction (``docroute:<run_id>``, version = batch number): a
-batch the log already holds is skipped.
+table whose log already holds the batch is skipped, and a batch whose documents commit is in the log is
+skipped whole (before the un-commit of a rewrite, which would otherwise delete its documents rows).
 
-Around that (pipelines/runlog.py): the output folder's lock and each run's manifest and journal.
+Around that (pipelines/runlog.py): the run state folder (the output folder, or a local folder for an
+object-store output) with the output's lock and each run's manifest and journal.
+
+On an object store, the commits are what keep a retried batch from counting twice: the lock is local.
+delta-rs commits a new log version with a put-if-absent (on S3 a conditional write, If-None-Match, which
+AWS S3 has had since 2024 and deltalake 1.x uses without a locking provider); a writer that loses the race
+re-reads the log, checks for a conflict and commits the next version. Two machines on one output are
+therefore safe for different documents; the same document from both at once can append it twice (the
+doc_id sets each sink keeps are per process): run one writer per output.
 
 A new nullable column is added to a table's schema on the next write (``schema_mode="merge"``); old
 rows read null there.
@@ -36,6 +45,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from docroute.pipelines.runlog import is_uri
 from docroute.schemas import DocumentResult, Extraction
 from docroute.schemas.contract import DOCUMENTS, ELEMENTS, PAGES, RUNS, extraction_schema
 from docroute.schemas.registry import BUILTIN, get_schema
@@ -177,8 +187,8 @@ class DeltaSink:
         Each transaction replaces the batch's documents' rows in that table (pipeline rows only in an
         extraction table: a reviewer's corrections, row_version > 1, stay). Returns the tables written.
         """
-        if not batch:
-            return []
+        if not batch or self._in_log("documents", run_id, number):
+            return []  # the batch's last commit is in the log: the whole batch is (a replay changes nothing)
         ids = sorted({s.doc_id for s in batch})
         names = sorted({n for s in batch for n in s.tables} - {"documents"}) + ["documents"]
         if self.extraction_table not in names:
@@ -225,11 +235,16 @@ class DeltaSink:
     def _uncommit(self, predicate: str) -> None:
         self.table("documents").delete(predicate)
 
+    def _in_log(self, name: str, run_id: str, number: int) -> bool:
+        """Whether table ``name``'s log holds batch ``number`` of ``run_id`` (its application transaction)."""
+        dt = self.table(name)
+        return dt is not None and (dt.transaction_version(f"docroute:{run_id}") or 0) >= number
+
     def _commit(self, name: str, data: pa.Table, predicate: str | None, run_id: str, number: int) -> bool:
         app = f"docroute:{run_id}"
-        dt = self.table(name)
-        if dt is not None and (dt.transaction_version(app) or 0) >= number:
+        if self._in_log(name, run_id, number):
             return False  # this batch is in the log already: a replay changes nothing
+        dt = self.table(name)
         props = CommitProperties(app_transactions=[Transaction(app_id=app, version=number)])
         if dt is None or predicate is None:
             write_deltalake(dt if dt is not None else self.uri(name), data, mode="append", schema_mode="merge",
@@ -259,8 +274,8 @@ class DeltaSink:
         names = list(TABLE_DIRS)
         if isinstance(self.out, Path):
             names += [f"extractions/{p.name}" for p in sorted((self.out / "extractions").glob("*")) if p.is_dir()]
-        else:
-            names += [f"extractions/{n}" for n in sorted(BUILTIN)]
+        else:  # an object store has no folders to list: the built-in schemas' tables and this sink's own
+            names += [f"extractions/{n}" for n in sorted(set(BUILTIN) | {self.schema.schema_name})]
         return [n for n in names if self.table(n) is not None]
 
     def live_files(self, name: str) -> int:
@@ -298,10 +313,6 @@ class Staged:
 def _in(column: str, values: list[str]) -> str:
     quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
     return f"{column} IN ({quoted})"
-
-
-def is_uri(out: str | Path) -> bool:
-    return "://" in str(out)
 
 
 def read_table(sink: DeltaSink, name: str, columns: list[str] | None = None) -> pa.Table:

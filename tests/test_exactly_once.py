@@ -285,6 +285,49 @@ def test_sigkill_at_random_moments_then_rerun(prefect_api, tmp_path, fault_recor
     assert all(d["redactions"] is not None for d in read(out, "documents") if d["status"] != "failed")
 
 
+# --------------------------------------------------------------------------- time-based commits
+def test_a_finished_document_is_committed_after_commit_every_s_while_the_next_is_still_parsing(tmp_path, monkeypatch):
+    """commit_every_s fires on the clock, not only when a document finishes: a real invoice is readable in
+    the Delta tables while the run's other document is still being parsed (held here until we looked)."""
+    import shutil
+    import threading
+
+    from docroute.flows import core
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "invoice_ruled.pdf", folder / "a_fast.pdf")
+    shutil.copy(SAMPLES / "plain_text.pdf", folder / "b_slow.pdf")
+    release, real = threading.Event(), core.process
+    fast = process_document(folder / "a_fast.pdf", Settings(workers=1))  # parsed for real, ahead of the run
+
+    def process(item, settings, out, context):
+        if item.path.name == "a_fast.pdf":  # done at once: well before commit_every_s
+            return core.stage(item.path, fast, context.run_id, settings.schema_name)
+        release.wait(300)  # a document that takes long to parse
+        return real(item, settings, out, context)
+
+    monkeypatch.setattr(core, "process", process)
+    out = tmp_path / "out"
+    settings = Settings(workers=2, commit_every_s=3, orchestrator="direct")
+    done: dict = {}
+    run = threading.Thread(target=lambda: done.update(summary=core.run_extract(str(folder), str(out), settings)))
+    run.start()
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while not seen and time.monotonic() < deadline and run.is_alive():
+        seen = [d["file_name"] for d in read(out, "documents")] if (out / "documents").exists() else []
+        time.sleep(0.2)
+    still_parsing = run.is_alive() and not release.is_set()
+    release.set()
+    run.join(300)
+    assert still_parsing and seen == ["a_fast.pdf"], seen
+    summary = done["summary"]
+    assert summary.totals.documents == 2 and summary.maintenance["batches"] == 2
+    assert sorted(d["file_name"] for d in read(out, "documents")) == ["a_fast.pdf", "b_slow.pdf"]
+    assert committed(out) == ({d["doc_id"] for d in read(out, "documents")}, 0)
+
+
 # --------------------------------------------------------------------------- the lock
 def test_a_second_run_on_the_same_output_is_refused_with_the_holder(tmp_path):
     with output_lock(tmp_path, "run-A", "/data/in"):
