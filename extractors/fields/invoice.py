@@ -33,6 +33,7 @@ from .regions import BELOW, below, right_of
 from .schema_labels import DATE, FieldSpec
 
 AMOUNT_FIELDS = ("subtotal", "tax_total", "total")
+PAID = "paid"  # the lexicon's labels of a prepayment or credit (labels.py)
 _field, _order = to_field, order_of
 
 
@@ -177,6 +178,15 @@ def _choose_amounts(doc: _Doc, items_sum: Decimal | None) -> dict[str, Candidate
     return best[1] if best else {}
 
 
+def _amount_due(doc: _Doc, total: Candidate | None) -> Candidate | None:
+    """The amount still to pay: the best labelled one that is not more than the total (a credit note's
+    negative amounts aside)."""
+    cands = _pooled(_amount_candidates(doc, "amount_due"))
+    if total is not None:
+        cands = [c for c in cands if c.value < 0 or total.value < 0 or c.value <= total.value]
+    return cands[0] if cands else None
+
+
 def _unlabeled_total(doc: _Doc, chosen: dict[str, Candidate]) -> Candidate | None:
     """No total label was read (OCR lost it): the last amount printed under the subtotal, in its column.
 
@@ -300,11 +310,17 @@ def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] =
     if table.items and all(it.amount is not None for it in table.items):
         items_sum = sum((it.amount.value for it in table.items), Decimal(0))
     amounts = _choose_amounts(doc, items_sum)
+    due = _amount_due(doc, amounts.get("total"))
+    if due is not None:
+        amounts["amount_due"] = due
+        if "total" not in amounts and not any(h.field == PAID for h in doc.hits):
+            # only an amount due is printed and nothing paid or credited: it is the grand total too
+            amounts["total"] = due
     if "total" not in amounts:
         total = _unlabeled_total(doc, amounts)
         if total is not None:
             amounts["total"] = total
-    for name in AMOUNT_FIELDS:
+    for name in (*AMOUNT_FIELDS, "amount_due"):
         if name in amounts:
             out[name] = _field(name, amounts[name])
     cur = _currency(doc, amounts.get("total"))

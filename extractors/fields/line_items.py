@@ -23,7 +23,7 @@ from .lines import Row, word_confidence
 
 DESCRIPTION, QUANTITY, UNIT_PRICE, AMOUNT, OTHER_COLUMN = "description", "quantity", "unit_price", "amount", "other"
 _NUMERIC = (QUANTITY, UNIT_PRICE, AMOUNT)
-_TOTAL_FIELDS = ("total", "subtotal", "tax_total")
+_TOTAL_FIELDS = ("total", "subtotal", "tax_total", "amount_due")
 
 COLUMN_LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
     DESCRIPTION: (
