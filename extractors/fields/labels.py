@@ -36,7 +36,7 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
     ),
     "invoice_date": (
         ("invoice date", 1.0), ("date of invoice", 1.0), ("date of issue", 1.0), ("issue date", 1.0),
-        ("date issued", 1.0), ("billing date", 0.9), ("invoice dt", 0.9), ("tax point", 0.8),
+        ("date issued", 1.0), ("invoice dt", 0.9), ("tax point", 0.8),
         ("rechnungsdatum", 1.0), ("datum der rechnung", 1.0), ("belegdatum", 0.9),
         ("date de facture", 1.0), ("date de facturation", 1.0), ("date d'emission", 1.0),
         ("date facture", 1.0), ("factuurdatum", 1.0), ("factuur datum", 1.0),
@@ -52,7 +52,7 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
     ),
     "total": (  # the grand total, tax included (before prepayments and credits)
         ("total", 0.8), ("grand total", 1.0), ("total amount", 0.95), ("invoice total", 1.0),
-        ("total incl. vat", 1.0), ("total inc vat", 1.0), ("total incl. tax", 1.0), ("total for this invoice", 1.0),
+        ("total incl. vat", 1.0), ("total inc vat", 1.0), ("total incl. tax", 1.0),
         ("gesamtbetrag", 1.0), ("rechnungsbetrag", 1.0), ("endbetrag", 1.0), ("gesamtsumme", 1.0),
         ("gesamt", 0.7), ("summe", 0.6), ("bruttobetrag", 0.9), ("gesamt brutto", 1.0),
         ("total ttc", 1.0), ("montant ttc", 1.0), ("montant total", 0.9), ("total facture", 0.9),
@@ -94,7 +94,7 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
         ("hst", 0.8), ("taxes", 0.8),
     ),
     "customer": (
-        ("bill to", 1.0), ("billed to", 1.0), ("bill to address", 1.0), ("sold to", 1.0),
+        ("bill to", 1.0), ("billed to", 1.0), ("sold to", 1.0),
         ("invoice to", 1.0), ("customer", 0.7), ("client", 0.7), ("buyer", 0.8), ("billing address", 0.9),
         ("rechnungsempfanger", 1.0), ("rechnungsadresse", 0.9), ("kunde", 0.7), ("empfanger", 0.7),
         ("facture a", 1.0), ("facture au nom de", 1.0), ("adresse de facturation", 0.9),
@@ -102,7 +102,7 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
     ),
     "vendor": (
         ("sold by", 1.0), ("seller", 0.9), ("supplier", 0.9), ("vendor", 0.9), ("from", 0.5),
-        ("service provider", 0.9), ("issued by", 0.9), ("verkaufer", 0.9), ("lieferant", 0.9),
+        ("issued by", 0.9), ("verkaufer", 0.9), ("lieferant", 0.9),
         ("fournisseur", 0.9), ("vendeur", 0.9), ("leverancier", 0.9), ("verkoper", 0.9),
     ),
     OTHER: (
@@ -114,14 +114,14 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
         ("id.client", 1.0), ("phone", 1.0), ("tel", 1.0), ("telefon", 1.0), ("telephone", 1.0),
         ("fax", 1.0), ("email", 1.0), ("e-mail", 1.0), ("page", 1.0), ("seite", 1.0), ("reference", 1.0),
         ("ref", 1.0), ("po number", 1.0), ("purchase order", 1.0), ("payment terms", 1.0),
-        ("terms", 0.8), ("zahlungsbedingungen", 1.0), ("zahlungsform", 1.0), ("iban", 1.0), ("bic", 1.0),
+        ("terms", 0.8), ("zahlungsbedingungen", 1.0), ("iban", 1.0), ("bic", 1.0),
         ("swift", 1.0), ("vat id", 1.0), ("vat no", 1.0), ("vat reg. no", 1.0), ("vat number", 1.0),
         ("ustid", 1.0), ("ust-idnr", 1.0), ("steuer-nr", 1.0), ("tax id", 1.0), ("siret", 1.0),
         ("siren", 1.0), ("kvk", 1.0), ("btw nummer", 1.0), ("btw nr", 1.0), ("vat/tin", 1.0),
         ("service tax #", 1.0), ("gstin", 1.0), ("cin", 1.0), ("pan", 1.0),
         ("guest name", 1.0), ("check in", 1.0), ("check out", 1.0), ("payment mode", 1.0),
-        ("payment method", 1.0), ("ordered through", 1.0), ("billing period", 1.0), ("period", 0.8),
-        ("contract no", 1.0), ("numero de dossier", 1.0), ("numero de ligne", 1.0),
+        ("payment method", 1.0), ("ordered through", 1.0), ("period", 0.8),
+        ("numero de dossier", 1.0), ("numero de ligne", 1.0),
         ("modes de reglement", 1.0), ("discount", 1.0), ("rabatt", 1.0), ("remise", 1.0),
         ("korting", 1.0), ("shipping", 0.8), ("attn", 1.0), ("t.a.v", 1.0), ("z.hd", 1.0),
         ("bank account", 1.0), ("bank name", 1.0), ("account", 0.8),
