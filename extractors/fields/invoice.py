@@ -313,8 +313,9 @@ def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] =
     due = _amount_due(doc, amounts.get("total"))
     if due is not None:
         amounts["amount_due"] = due
-        if "total" not in amounts and not any(h.field == PAID for h in doc.hits):
+        if "total" not in amounts and due.value != 0 and not any(h.field == PAID for h in doc.hits):
             # only an amount due is printed and nothing paid or credited: it is the grand total too
+            # (a balance of 0 says everything was paid: the total is another amount)
             amounts["total"] = due
     if "total" not in amounts:
         total = _unlabeled_total(doc, amounts)
