@@ -347,6 +347,13 @@ def test_total_is_the_grand_total_and_amount_due_what_is_left(labels, values, la
         Decimal("1000.00"), Decimal("190.00"), Decimal("1190.00"), Decimal("690.00"))
 
 
+def test_an_amount_due_above_the_total_is_kept_for_review():
+    labels = ("Subtotal", "VAT 19%", "Total", "Previous balance", "Amount due")
+    values = ("1,000.00 EUR", "190.00 EUR", "1,190.00 EUR", "500.00 EUR", "1,690.00 EUR")
+    got = _as_invoice(extract_invoice(pages_of(_prepaid_invoice(labels, values)), languages=("en",)))
+    assert (got["total"], got["amount_due"]) == (Decimal("1190.00"), Decimal("1690.00"))
+
+
 def test_only_an_amount_due_printed_is_the_total_unless_something_was_paid():
     pages = pages_of(_us_invoice_values_below_labels())  # prints "Amount Due: $32.75" and nothing paid
     got = _as_invoice(extract_invoice(pages))

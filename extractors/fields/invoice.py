@@ -178,12 +178,10 @@ def _choose_amounts(doc: _Doc, items_sum: Decimal | None) -> dict[str, Candidate
     return best[1] if best else {}
 
 
-def _amount_due(doc: _Doc, total: Candidate | None) -> Candidate | None:
-    """The amount still to pay: the best labelled one that is not more than the total (a credit note's
-    negative amounts aside)."""
+def _amount_due(doc: _Doc) -> Candidate | None:
+    """The amount still to pay: the best labelled one. One more than the total (arrears brought forward,
+    or a wrong pick) is kept: validation flags it (``amount_due_exceeds_total``)."""
     cands = _pooled(_amount_candidates(doc, "amount_due"))
-    if total is not None:
-        cands = [c for c in cands if c.value < 0 or total.value < 0 or c.value <= total.value]
     return cands[0] if cands else None
 
 
@@ -310,7 +308,7 @@ def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] =
     if table.items and all(it.amount is not None for it in table.items):
         items_sum = sum((it.amount.value for it in table.items), Decimal(0))
     amounts = _choose_amounts(doc, items_sum)
-    due = _amount_due(doc, amounts.get("total"))
+    due = _amount_due(doc)
     if due is not None:
         amounts["amount_due"] = due
         if "total" not in amounts and due.value != 0 and not any(h.field == PAID for h in doc.hits):
