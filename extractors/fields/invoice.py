@@ -150,9 +150,14 @@ def _pooled(cands: Sequence[Candidate], limit: int = 4) -> list[Candidate]:
     return [c for _, c in pooled[:limit]]
 
 
-def _choose_amounts(doc: _Doc, items_sum: Decimal | None) -> dict[str, Candidate]:
-    """Pick subtotal, tax and total together, preferring sets that add up."""
+def _choose_amounts(doc: _Doc, items_sum: Decimal | None, due_as_total: bool) -> dict[str, Candidate]:
+    """Pick subtotal, tax and total together, preferring sets that add up.
+
+    ``due_as_total``: no total label is printed and nothing paid or credited, so the amounts labelled
+    as due (not 0: a balance of 0 says everything was paid) are the total's candidates."""
     options = {f: _pooled(_amount_candidates(doc, f)) for f in AMOUNT_FIELDS}
+    if due_as_total and not options["total"]:
+        options["total"] = [c for c in _pooled(_amount_candidates(doc, "amount_due")) if c.value != 0]
     best: tuple[float, dict[str, Candidate]] | None = None
     for sub, tax, total in itertools.product(*([None, *options[f]] for f in AMOUNT_FIELDS)):
         chosen = {f: c for f, c in zip(AMOUNT_FIELDS, (sub, tax, total), strict=True) if c is not None}
@@ -307,14 +312,11 @@ def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] =
     items_sum = None
     if table.items and all(it.amount is not None for it in table.items):
         items_sum = sum((it.amount.value for it in table.items), Decimal(0))
-    amounts = _choose_amounts(doc, items_sum)
+    # only an amount due printed and nothing paid or credited: it is the grand total too
+    amounts = _choose_amounts(doc, items_sum, due_as_total=not any(h.field == PAID for h in doc.hits))
     due = _amount_due(doc)
     if due is not None:
         amounts["amount_due"] = due
-        if "total" not in amounts and due.value != 0 and not any(h.field == PAID for h in doc.hits):
-            # only an amount due is printed and nothing paid or credited: it is the grand total too
-            # (a balance of 0 says everything was paid: the total is another amount)
-            amounts["total"] = due
     if "total" not in amounts:
         total = _unlabeled_total(doc, amounts)
         if total is not None:
