@@ -365,6 +365,23 @@ def test_only_an_amount_due_printed_is_the_total_unless_something_was_paid():
     assert got["amount_due"] == Decimal("32.75") and "total" not in got  # the grand total is not printed
 
 
+def test_the_account_holder_printed_as_a_line_of_its_own_is_the_vendor():
+    """The top block names the customer (no label); the footer names the company that is paid."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    for i, line in enumerate(["Maison Verte", "12 rue des Lilas", "69003 Lyon"]):
+        _put(page, 50, 70 + 12 * i, line)
+    _put(page, 360, 130, "Facture n° F-2024-301")
+    _put(page, 360, 145, "Date : 03/06/2024")
+    _put(page, 400, 300, "Total TTC :", align="right")
+    _put(page, 545, 300, "120,00 €", align="right")
+    _put(page, 50, 700, "Banque Exemple – Titulaire du compte : ATELIER BLEU – IBAN FR76 3000 6000 0112 3456 7890 189")
+    _put(page, 297, 780, "ATELIER BLEU", 9, align="right")
+    _put(page, 50, 792, "SARL au capital de 5 000 € – 8 quai Claude Bernard, 69007 Lyon", 8)
+    got = _as_invoice(extract_invoice(pages_of(doc), languages=("fr", "en")))
+    assert got["vendor_name"] == "ATELIER BLEU"
+
+
 def test_ocr_words_give_ocr_source_and_their_confidence():
     pages = pages_of(_us_invoice_values_below_labels())
     ocr = [p.model_copy(update={"words": tuple(w.model_copy(update={"source": "ocr", "confidence": 0.5, "font": None})

@@ -12,6 +12,7 @@ up (and an unlabelled total), the currency, vendor and customer blocks (``partie
 from __future__ import annotations
 
 import itertools
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ from .conventions import currency_votes
 from .currency import currency_code
 from .dates import find_dates
 from .generic import candidates, read_document
-from .labels import INVOICE_LEXICON, OTHER, SHIP_TO, LabelHit
-from .lines import Row, words_source
+from .labels import INVOICE_LEXICON, OTHER, PAYEE, SHIP_TO, LabelHit
+from .lines import Row, fold, words_source
 from .regions import BELOW, below, right_of
 from .schema_labels import DATE, FieldSpec
 
@@ -340,6 +341,10 @@ def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] =
     exclude_words = frozenset(id(w) for b in blocks for w in b.name_words + b.address_words)
     vend = parties.vendor(doc.rows_at, pages[0].page_number, hits, hits_at, pages[0].height,
                           frozenset(exclude_rows), exclude_words)
+    payee = _payee(doc)
+    if payee is not None and (vend is None or fold(payee.value) not in fold(vend.name)):
+        out["vendor_name"] = _field("vendor_name", payee)  # the account holder printed as a line of its own
+        vend = None
     if vend:
         out["vendor_name"] = _party_field("vendor_name", vend, vend.name, vend.name_words, vend.quality)
         if vend.address:
@@ -349,6 +354,26 @@ def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] =
     if items:
         out["line_items"] = items
     return out
+
+
+def _payee(doc: _Doc) -> Candidate | None:
+    """The bank account holder's name (right of "Account holder", "Kontoinhaber", "Titulaire du compte"
+    ...) when the same name is also printed as a row of its own (a letterhead or footer line): then it
+    is the vendor's name, whoever the top block names."""
+    for hit in doc.hits:
+        if hit.field != PAYEE:
+            continue
+        region = right_of(hit, doc.hits_at.get((hit.page_number, hit.row.index), ()))
+        if region is None:
+            continue
+        name = re.sub(r"^\W+|\W+$", "", " ".join(w.text for w in region.words))  # dashes, colons, bullets
+        if len(name) < 3 or any(c.isdigit() for c in name):
+            continue
+        for row in (r for rows in doc.rows for r in rows):
+            if row is not hit.row and fold(row.text.strip()) == fold(name):
+                words = row.words
+                return Candidate(name, words, hit.score * 0.9, row.page_number, _order(words, row.page_number))
+    return None
 
 
 def _party_field(name: str, party: parties.Party, value: str, words: Sequence[Word], quality: float

@@ -19,6 +19,7 @@ from .lines import Row, fold
 
 OTHER = "_other"
 SHIP_TO = "_ship_to"  # not extracted, but its address block is nobody's vendor address
+PAYEE = "_payee"  # not extracted: the account holder's name confirms or corrects the vendor
 
 # field -> ((label, weight), ...). Labels are compared accent-free and case-free.
 LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
@@ -127,6 +128,11 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
         ("bank account", 1.0), ("bank name", 1.0), ("account", 0.8),
         ("name", 0.8), ("nom", 0.8), ("naam", 0.8), ("address", 0.8), ("adresse", 0.8), ("adres", 0.8),
         ("notes", 0.8), ("note", 0.8), ("remarks", 0.8), ("hotel details", 1.0), ("booking details", 1.0),
+    ),
+    PAYEE: (  # the bank account's holder: who is paid, the vendor
+        ("account holder", 1.0), ("account name", 0.9), ("beneficiary", 0.9), ("payee", 0.9),
+        ("kontoinhaber", 1.0), ("zahlungsempfanger", 1.0), ("titulaire du compte", 1.0), ("beneficiaire", 0.9),
+        ("rekeninghouder", 1.0), ("ten name van", 0.9), ("begunstigde", 0.9),
     ),
     SHIP_TO: (
         ("ship to", 1.0), ("shipping address", 1.0), ("delivery address", 1.0), ("deliver to", 1.0),
