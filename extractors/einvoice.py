@@ -61,6 +61,7 @@ CII_FIELDS = {
     "subtotal": f"{_SUM}/ram:TaxBasisTotalAmount",
     "tax_total": f"{_SUM}/ram:TaxTotalAmount",
     "total": f"{_SUM}/ram:GrandTotalAmount",
+    "amount_due": f"{_SUM}/ram:DuePayableAmount",
     "iban": f"{_SETTLE}/ram:SpecifiedTradeSettlementPaymentMeans/ram:PayeePartyCreditorFinancialAccount/ram:IBANID",
     "payment_reference": f"{_SETTLE}/ram:PaymentReference",
 }
@@ -90,6 +91,7 @@ def _ubl_fields(root: str) -> dict[str, str | tuple[str, ...]]:
         "subtotal": f"{root}/cac:LegalMonetaryTotal/cbc:TaxExclusiveAmount",
         "tax_total": f"{root}/cac:TaxTotal/cbc:TaxAmount",
         "total": f"{root}/cac:LegalMonetaryTotal/cbc:TaxInclusiveAmount",
+        "amount_due": f"{root}/cac:LegalMonetaryTotal/cbc:PayableAmount",
         "iban": f"{root}/cac:PaymentMeans/cac:PayeeFinancialAccount/cbc:ID",
         "payment_reference": f"{root}/cac:PaymentMeans/cbc:PaymentID",
     }
@@ -209,7 +211,7 @@ def _fv(name: str, value: object, path: str) -> FieldValue:
 
 
 def _typed(name: str, text: str, syntax: Syntax) -> object:
-    if name in ("subtotal", "tax_total", "total"):
+    if name in ("subtotal", "tax_total", "total", "amount_due"):
         return _amount(text)
     if name in ("invoice_date", "due_date"):
         return _date(text, syntax)

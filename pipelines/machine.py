@@ -5,11 +5,13 @@ cross-check of what is printed against them.
   (:mod:`docroute.extractors.einvoice`).
 - :func:`read_qr_codes` decodes payment QR codes (Swiss QR-bill, EPC) on the invoice's pages, from the
   handle's render cache.
-- :func:`machine_fields` turns both into fields: the XML's (source ``einvoice``, confidence 1.0) win;
-  a QR code gives IBAN, currency, payment reference and, where the XML does not, the total (source
-  ``qr``, confidence 0.95: a strong candidate, read from pixels).
+- :func:`machine_fields` turns both into fields: the XML's (source ``einvoice``, confidence 1.0) win
+  (GrandTotalAmount / TaxInclusiveAmount is the total, DuePayableAmount / PayableAmount the amount due);
+  a QR code gives IBAN, currency, payment reference and, where the XML does not, the amount due: a
+  payment code carries what is to be paid, not the grand total (source ``qr``, confidence 0.95: a
+  strong candidate, read from pixels).
 - :func:`cross_check` compares the printed values (layout and VLM) with them. A disagreement on the
-  invoice number, invoice date, total or IBAN is a review reason naming both values, e.g.
+  invoice number, invoice date, total, amount due or IBAN is a review reason naming both values, e.g.
   ``einvoice_mismatch:total:printed=160.65:xml=135.00`` or ``qr_mismatch:iban:printed=..:qr=..``; the
   machine-readable value is the one in the row.
 """
@@ -29,7 +31,7 @@ from docroute.schemas import BBox, FieldValue, PageResult
 QR_DPI = 200
 MAX_XML_BYTES = 50 * 1024 * 1024  # an embedded "XML" larger than this is not read (a decompression bomb)
 QR_CONFIDENCE = 0.95
-CHECKED = ("invoice_number", "invoice_date", "total", "iban")
+CHECKED = ("invoice_number", "invoice_date", "total", "amount_due", "iban")
 _IBAN_TEXT = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,3})?\b")
 
 
@@ -120,7 +122,7 @@ def _qr_fields(code: payment_qr.PaymentCode) -> dict[str, FieldValue]:
     raw = f"{'SPC' if code.kind == 'swiss_qr' else 'BCD'} QR code, page {code.page_number}"
     box = BBox(**dict(zip(("x0", "y0", "x1", "y1"), (v * 72 / QR_DPI for v in code.position), strict=True))) \
         if code.position else None  # pixels at QR_DPI -> PDF points
-    values = {"iban": code.iban, "currency": code.currency, "total": code.amount,
+    values = {"iban": code.iban, "currency": code.currency, "amount_due": code.amount,
               "payment_reference": code.reference}
     return {name: FieldValue(name=name, value=v, confidence=QR_CONFIDENCE, source="qr",
                              page_number=code.page_number, bbox=box, raw_text=raw)
@@ -140,7 +142,7 @@ def machine_fields(read: MachineRead) -> dict[str, FieldValue]:
 def _norm(name: str, value: Any) -> Any:
     if value is None:
         return None
-    if name == "total":
+    if name in ("total", "amount_due"):
         return Decimal(str(value)).quantize(Decimal("0.01"))
     if name == "invoice_date":
         return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
@@ -167,7 +169,7 @@ def cross_check(printed: dict[str, FieldValue], read: MachineRead, pages: list[P
     if read.einvoice:
         sources.append(("einvoice", "xml", {k: fv.value for k, fv in read.einvoice.fields.items()}))
     for code in read.qr_codes:
-        sources.append(("qr", "qr", {"iban": code.iban, "total": code.amount}))
+        sources.append(("qr", "qr", {"iban": code.iban, "amount_due": code.amount}))
     ibans = printed_ibans(pages)
     for prefix, tag, values in sources:
         for name in CHECKED:
@@ -179,6 +181,8 @@ def cross_check(printed: dict[str, FieldValue], read: MachineRead, pages: list[P
                     reasons.append(f"{prefix}_mismatch:iban:printed={ibans[0]}:{tag}={_norm(name, machine)}")
                 continue
             fv = printed.get(name)
+            if name == "amount_due" and prefix == "qr" and (fv is None or fv.value is None):
+                fv = printed.get("total")  # no amount due printed: the code's amount is the total's
             if fv is None or fv.value in (None, ""):
                 continue
             try:
@@ -189,9 +193,10 @@ def cross_check(printed: dict[str, FieldValue], read: MachineRead, pages: list[P
                 reasons.append(f"{prefix}_mismatch:{name}:printed={a}:{tag}={b}")
     if read.einvoice and read.qr_codes:  # the two machine-readable sources against each other
         xml = read.einvoice.fields
+        due = xml.get("amount_due") or xml.get("total")
         for code in read.qr_codes:
-            if "total" in xml and code.amount is not None and _norm("total", xml["total"].value) != _norm("total", code.amount):
-                reasons.append(f"qr_mismatch:total:xml={_norm('total', xml['total'].value)}:qr={_norm('total', code.amount)}")
+            if due is not None and code.amount is not None and _norm("amount_due", due.value) != _norm("amount_due", code.amount):
+                reasons.append(f"qr_mismatch:amount_due:xml={_norm('amount_due', due.value)}:qr={_norm('amount_due', code.amount)}")
     return list(dict.fromkeys(reasons))
 
 

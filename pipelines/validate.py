@@ -1,7 +1,8 @@
 """Merge + validate: pydantic validation, arithmetic and date checks, review flags.
 
 Code checks what models and parsers are bad at: line amounts against quantity x unit price, line items
-against the subtotal, subtotal plus tax against the total, the due date against the invoice date; for any
+against the subtotal, subtotal plus tax against the total, the amount due against the total (never more,
+credit notes' negative amounts aside), the due date against the invoice date; for any
 schema, the checks it declares (pipelines/checks.py) and its own model validators. Each failed check,
 missing key field, low-confidence field or unavailable VLM is a review reason.
 """
@@ -54,6 +55,9 @@ def invoice_checks(inv: Invoice) -> list[str]:
     if inv.total is not None and not reconciled and "total_mismatch" not in reasons:
         # no subtotal and no complete line items: the check could not run, and that is not a pass
         reasons.append("total_unreconciled")
+    if inv.amount_due is not None and inv.total is not None and inv.amount_due >= 0 and inv.total >= 0 \
+            and inv.amount_due > inv.total + _tolerance(inv.total):
+        reasons.append("amount_due_exceeds_total")  # what is left to pay is never more than the grand total
     if inv.invoice_date and inv.due_date and inv.due_date < inv.invoice_date:
         reasons.append("due_date_before_invoice_date")
     return reasons

@@ -269,7 +269,7 @@ def add_samples(ms, files: dict[str, bytes], records: list[dict]) -> None:
     for stem, inv in INVOICES.items():
         lines, sub, tax, total = amounts(inv, ms)
         expected = ms.invoice_expected(inv)
-        expected.update({"subtotal": str(sub), "tax_total": str(tax), "total": str(total),
+        expected.update({"subtotal": str(sub), "tax_total": str(tax), "total": str(total), "amount_due": str(total),
                          "iban": inv.get("iban"), "payment_reference": inv.get("reference")})
         machine = {"source": "einvoice" if "profile" in inv else "qr", "review_reasons": []}
         if "profile" in inv:

@@ -520,6 +520,8 @@ def invoice_expected(inv) -> dict:
             "vendor_address": ", ".join(inv["vendor"][1]), "customer_name": inv["customer"][0],
             "customer_address": ", ".join(inv["customer"][1]), "currency": inv["currency"],
             "subtotal": str(sub), "tax_total": str(tax), "total": str(total),
+            # what is still to pay: printed ("Total due") by the unruled layout only; no sample prints a prepayment
+            "amount_due": str(total) if inv.get("layout") == "unruled" else None,
             "line_items": [{"description": d, "quantity": str(q), "unit_price": str(p), "amount": str(a)}
                            for d, q, p, a in lines]}
 

@@ -45,7 +45,11 @@ class Invoice(TargetSchema):
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
     subtotal: Money | None = Field(default=None, description="Total before tax.")
     tax_total: Money | None = Field(default=None, description="Sum of taxes.")
-    total: Money | None = Field(default=None, description="Amount due, tax included.")
+    total: Money | None = Field(default=None, description="Grand total of the invoice, tax included, before "
+                                "any prepayment or credit is deducted (when only an amount due is printed "
+                                "and nothing was paid or credited, that amount).")
+    amount_due: Money | None = Field(default=None, description="Amount still to pay: the grand total less "
+                                     "prepayments or credits already applied; null when not printed.")
     iban: str | None = Field(default=None, description="The payee's IBAN, without spaces.")
     payment_reference: str | None = Field(default=None, description="The reference to quote when paying.")
     line_items: list[LineItem] = Field(default_factory=list)

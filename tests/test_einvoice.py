@@ -30,7 +30,7 @@ def _typed(name: str, value):
         return None
     if name in ("invoice_date", "due_date"):
         return date.fromisoformat(value)
-    if name in ("subtotal", "tax_total", "total"):
+    if name in ("subtotal", "tax_total", "total", "amount_due"):
         return Decimal(value)
     return value
 
@@ -96,12 +96,13 @@ def test_payment_qr_amount_iban_reference_decoded(name):
     case = expected(name)
     _, ex = _extraction(name)
     want = case["invoice"]
-    for field in ("iban", "payment_reference", "total", "currency"):
+    for field in ("iban", "payment_reference", "amount_due", "currency"):  # a code's amount is what is to pay
         assert ex.data[field] == _typed(field, want[field]), field
         assert ex.fields[field].source == "qr", field
+    assert ex.data["total"] == _typed("total", want["total"]) and ex.fields["total"].source == "layout"
     (code,) = json.loads(ex.raw_json)["payment_qr"]
     assert code["kind"] == ("swiss_qr" if "swiss" in name else "epc") and code["page"] == 1
-    assert Decimal(code["amount"]) == Decimal(want["total"]) and code["iban"] == want["iban"]
+    assert Decimal(code["amount"]) == Decimal(want["amount_due"]) and code["iban"] == want["iban"]
     assert ex.data["invoice_number"] == want["invoice_number"]  # the rest still comes from the layout
     box = ex.fields["iban"].bbox  # where the generator drew the code, in points: Rect(380, 560, 510, 690)
     assert 375 <= box.x0 < box.x1 <= 515 and 555 <= box.y0 < box.y1 <= 695

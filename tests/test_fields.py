@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
+import sys
 from datetime import date
 from decimal import Decimal
 from functools import cache
@@ -22,6 +22,10 @@ from docroute.extractors.fields.currency import currency_code  # noqa: E402
 from docroute.extractors.fields.dates import find_dates  # noqa: E402
 from docroute.schemas.targets import Invoice  # noqa: E402
 from docroute.schemas.values import BBox, FieldValue, ParsedPage, Word  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import invoices_eval  # noqa: E402
+import realdocs_split  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_docs"
@@ -50,53 +54,6 @@ def pages_of(doc: pymupdf.Document) -> tuple[ParsedPage, ...]:
         return load_pages(fh.name)
     finally:
         os.unlink(fh.name)
-
-
-# --------------------------------------------------------------------------- invoice2data comparison
-I2D_FIELDS = {  # ground-truth key -> (our field, kind)
-    "invoice_number": ("invoice_number", "id"),
-    "date": ("invoice_date", "date"),
-    "date_due": ("due_date", "date"),
-    "amount": ("total", "money"),
-    "amount_untaxed": ("subtotal", "money"),
-    "amount_tax": ("tax_total", "money"),
-    "currency": ("currency", "str"),
-    "issuer": ("vendor_name", "fuzzy"),
-}
-
-
-def _norm_id(value) -> str:
-    # invoice2data's templates keep a printed "#" ("#BLR_..."); it is a number sign, not part of the id
-    return str(value).strip().lstrip("#").strip()
-
-
-def i2d_matches(truth: dict, fields: dict) -> dict[str, bool]:
-    """Per ground-truth key: does our value match? Only keys the ground truth has are scored."""
-    from datetime import date
-    from decimal import Decimal
-
-    from rapidfuzz import fuzz, utils
-
-    out = {}
-    for key, (ours, kind) in I2D_FIELDS.items():
-        if truth.get(key) in (None, ""):
-            continue
-        got = fields[ours].value if ours in fields else None
-        want = truth[key]
-        if got is None:
-            ok = False
-        elif kind == "id":
-            ok = _norm_id(got) == _norm_id(want)
-        elif kind == "date":
-            ok = got == date.fromisoformat(want)
-        elif kind == "money":
-            ok = got == Decimal(str(want))
-        elif kind == "fuzzy":
-            ok = fuzz.token_set_ratio(str(got), str(want), processor=utils.default_process) >= 80
-        else:
-            ok = str(got).strip() == str(want).strip()
-        out[key] = ok
-    return out
 
 
 # --------------------------------------------------------------------------- helpers
@@ -347,13 +304,82 @@ def test_values_below_labels_and_derived_amounts():
     assert got["invoice_number"] == "A-1009"
     assert got["invoice_date"] == date(2024, 4, 5)  # month first: 04/13/2024 on the same page
     assert got["due_date"] == date(2024, 5, 5)
-    assert got["total"] == Decimal("32.75") and got["currency"] == "USD"
+    assert got["total"] == got["amount_due"] == Decimal("32.75") and got["currency"] == "USD"
     assert "subtotal" not in fields and "tax_total" not in fields  # never invented
     assert got["customer_name"] == "Jane Smith" and got["customer_address"] == "77 Oak St, Dayton, OH 45402"
     assert got["vendor_name"] == "ACME Widgets LLC"
     items = fields["line_items"]
     assert [i["amount"] for i in items.value] == [Decimal("12.75"), Decimal("20.00")]  # qty x unit price
     assert items.source == "derived" and items.confidence < fields["total"].confidence
+
+
+def _prepaid_invoice(labels: tuple[str, ...], values: tuple[str, ...]
+                     ) -> pymupdf.Document:
+    """An invoice whose totals block deducts a prepayment: subtotal, tax, grand total, paid, amount due."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    _put(page, 50, 70, "Nordlicht Studio GmbH", 14, "hebo")
+    _put(page, 50, 86, "Am Hafen 3, 20457 Hamburg", 9)
+    _put(page, 360, 130, "Invoice No: NS-2024-118")
+    _put(page, 360, 145, "Date: 12.06.2024")
+    _put(page, 50, 240, "Description", 10, "hebo")
+    _put(page, 545, 240, "Amount", 10, "hebo", "right")
+    _put(page, 50, 262, "Workshop, two days")
+    _put(page, 545, 262, values[0], align="right")
+    for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+        _put(page, 450, 300 + 16 * i, label, align="right")
+        _put(page, 545, 300 + 16 * i, value, align="right")
+    return doc
+
+
+@pytest.mark.parametrize(("labels", "values", "languages"), [
+    (("Subtotal", "VAT 19%", "Total", "Prepayment", "Balance due"),
+     ("1,000.00 EUR", "190.00 EUR", "1,190.00 EUR", "-500.00 EUR", "690.00 EUR"), ("en",)),
+    (("Nettobetrag", "MwSt. 19 %", "Gesamtbetrag", "Anzahlung", "Zahlbetrag"),
+     ("1.000,00 EUR", "190,00 EUR", "1.190,00 EUR", "-500,00 EUR", "690,00 EUR"), ("de", "en")),
+    (("Total HT", "TVA 19 %", "Total TTC", "Acompte", "Net à payer"),
+     ("1 000,00 EUR", "190,00 EUR", "1 190,00 EUR", "-500,00 EUR", "690,00 EUR"), ("fr", "en")),
+])
+def test_total_is_the_grand_total_and_amount_due_what_is_left(labels, values, languages):
+    pages = pages_of(_prepaid_invoice(labels, values))
+    got = _as_invoice(extract_invoice(pages, languages=languages))
+    assert (got["subtotal"], got["tax_total"], got["total"], got["amount_due"]) == (
+        Decimal("1000.00"), Decimal("190.00"), Decimal("1190.00"), Decimal("690.00"))
+
+
+def test_an_amount_due_above_the_total_is_kept_for_review():
+    labels = ("Subtotal", "VAT 19%", "Total", "Previous balance", "Amount due")
+    values = ("1,000.00 EUR", "190.00 EUR", "1,190.00 EUR", "500.00 EUR", "1,690.00 EUR")
+    got = _as_invoice(extract_invoice(pages_of(_prepaid_invoice(labels, values)), languages=("en",)))
+    assert (got["total"], got["amount_due"]) == (Decimal("1190.00"), Decimal("1690.00"))
+
+
+def test_only_an_amount_due_printed_is_the_total_unless_something_was_paid():
+    pages = pages_of(_us_invoice_values_below_labels())  # prints "Amount Due: $32.75" and nothing paid
+    got = _as_invoice(extract_invoice(pages))
+    assert got["total"] == got["amount_due"] == Decimal("32.75")
+    doc = _us_invoice_values_below_labels()
+    _put(doc[0], 460, 322, "Amount paid:", 11, "hebo", "right")
+    _put(doc[0], 540, 322, "$10.00", 11, "hebo", "right")
+    got = _as_invoice(extract_invoice(pages_of(doc)))
+    assert got["amount_due"] == Decimal("32.75") and "total" not in got  # the grand total is not printed
+
+
+def test_the_account_holder_printed_as_a_line_of_its_own_is_the_vendor():
+    """The top block names the customer (no label); the footer names the company that is paid."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    for i, line in enumerate(["Maison Verte", "12 rue des Lilas", "69003 Lyon"]):
+        _put(page, 50, 70 + 12 * i, line)
+    _put(page, 360, 130, "Facture n° F-2024-301")
+    _put(page, 360, 145, "Date : 03/06/2024")
+    _put(page, 400, 300, "Total TTC :", align="right")
+    _put(page, 545, 300, "120,00 €", align="right")
+    _put(page, 50, 700, "Banque Exemple – Titulaire du compte : ATELIER BLEU – IBAN FR76 3000 6000 0112 3456 7890 189")
+    _put(page, 297, 780, "ATELIER BLEU", 9, align="right")
+    _put(page, 50, 792, "SARL au capital de 5 000 € – 8 quai Claude Bernard, 69007 Lyon", 8)
+    got = _as_invoice(extract_invoice(pages_of(doc), languages=("fr", "en")))
+    assert got["vendor_name"] == "ATELIER BLEU"
 
 
 def test_ocr_words_give_ocr_source_and_their_confidence():
@@ -387,7 +413,7 @@ def _typed(name: str, value):
         return None
     if name.endswith("_date"):
         return date.fromisoformat(value)
-    if name in {"subtotal", "tax_total", "total"}:
+    if name in {"subtotal", "tax_total", "total", "amount_due"}:
         return Decimal(value)
     return value
 
@@ -424,87 +450,108 @@ def test_scanned_and_photographed_sample_invoices(name):
         assert fields[key].source == "ocr"
 
 
-# --------------------------------------------------------------------------- invoice2data, no templates
-I2D_DOCS = ["AmazonWebServices.pdf", "AzureInterior.pdf", "FlipkartInvoice.pdf", "NetpresseInvoice.pdf",
-            "QualityHosting.pdf", "SammyMaystoneLinesTest.pdf", "coolblue1.pdf", "coolblue2.pdf", "free_fiber.pdf",
-            "oyo.pdf", "saeco.pdf", "AmazonWebServices.png", "FlipkartInvoice.png", "SammyMaystoneLinesTest.png",
-            "oyo.png"]
-
-# (file, ground-truth key) pairs extracted correctly when this was written; a regression fails here.
-I2D_CORRECT = {
-    "AmazonWebServices.pdf": ("invoice_number", "date", "amount", "currency", "issuer"),
-    "AzureInterior.pdf": ("invoice_number", "date", "date_due", "amount", "amount_untaxed", "amount_tax",
-                          "currency", "issuer"),
-    "FlipkartInvoice.pdf": ("invoice_number", "date", "amount", "currency"),
-    "NetpresseInvoice.pdf": ("invoice_number", "date", "amount", "amount_untaxed", "currency"),
-    "QualityHosting.pdf": ("invoice_number", "date", "amount", "currency", "issuer"),
-    "SammyMaystoneLinesTest.pdf": ("invoice_number", "date", "currency", "issuer"),
-    "coolblue1.pdf": ("invoice_number", "date", "amount", "amount_untaxed", "currency", "issuer"),
-    "coolblue2.pdf": ("invoice_number", "date", "amount", "amount_untaxed", "currency", "issuer"),
-    "free_fiber.pdf": ("invoice_number", "date", "date_due", "amount", "amount_untaxed", "currency", "issuer"),
-    "oyo.pdf": ("invoice_number", "date", "amount", "currency", "issuer"),
-    "saeco.pdf": ("invoice_number", "date", "date_due", "amount", "amount_untaxed", "amount_tax", "currency"),
-    "AmazonWebServices.png": ("invoice_number", "date", "amount", "currency", "issuer"),
-    "FlipkartInvoice.png": ("date", "amount"),
-    "SammyMaystoneLinesTest.png": ("invoice_number", "date", "currency", "issuer"),
-    "oyo.png": ("invoice_number", "date", "amount", "currency", "issuer"),
-}
-# Overall share of scored (file, key) pairs that match; measured 0.93 (PDF) and 0.80 (PNG).
-I2D_FLOOR = {"pdf": 0.88, "png": 0.70}
-
-# Item tables whose priced rows we read completely (ground-truth lines with a price).
-I2D_ITEMS = ["AzureInterior.pdf", "QualityHosting.pdf", "coolblue1.pdf", "coolblue2.pdf", "saeco.pdf"]
+# --------------------------------------------------------------------------- real invoices, test half
+# Scored as bench/invoices_eval.py scores them (labels, conventions, the split fixed by file hash), on the
+# TEST half only: nothing was tuned on these documents. `python bench/invoices_eval.py` prints both halves.
+# Field exact match measured on the test half (2026-11-28): see README "Real invoices"; the floors are
+# what is measured, never above it.
+TEST_HALF_FLOOR = 0.90  # overall field exact match (the issue's bar)
+TEST_HALF_ITEMS_FLOOR = 0.66  # documents whose priced rows are all read: 2 of 3 measured
+TEST_HALF_FIELD_FLOOR = {"invoice_number": 1.0, "date": 1.0, "amount": 1.0, "currency": 1.0, "issuer": 1.0}
 
 
 @pytest.fixture(scope="module")
-def i2d_results() -> dict[str, tuple[dict, dict[str, FieldValue]]]:
+def test_half() -> dict[str, tuple[Path, dict]]:
+    """Per test-half invoice: its path and the invoice row's data (whole pipeline, defaults, no VLM)."""
+    from docroute.pipelines.process import process_document
+    from docroute.pipelines.settings import Settings
+
     if not INVOICE2DATA.exists():
         pytest.skip(f"{INVOICE2DATA} is not available")
     out = {}
-    for name in I2D_DOCS:
-        truth = json.loads((INVOICE2DATA / (Path(name).stem + ".json")).read_text())[0]
-        out[name] = (truth, extract_invoice(load_pages(str(INVOICE2DATA / name))))
+    for path in invoices_eval.invoices():
+        name = f"{path.parent.name}/{path.name}"
+        if realdocs_split.half_of(name) != "test":
+            continue
+        result = process_document(path, Settings(workers=1))
+        (inv,) = [ex for ex in result.extractions if ex.schema_name == "invoice"]
+        out[name] = (path, dict(inv.data))
     return out
 
 
-def test_invoice2data_accuracy(i2d_results):
-    per_kind: dict[str, dict[str, list[int]]] = {"pdf": defaultdict(lambda: [0, 0]),
-                                                 "png": defaultdict(lambda: [0, 0])}
-    lines = [f"{'file':28s} " + " ".join(f"{k[:10]:>10s}" for k in I2D_FIELDS)]
-    wrong = []
-    for name, (truth, fields) in i2d_results.items():
-        matches = i2d_matches(truth, fields)
-        kind = Path(name).suffix[1:]
-        for key, ok in matches.items():
-            per_kind[kind][key][0] += ok
-            per_kind[kind][key][1] += 1
-        lines.append(f"{name:28s} " + " ".join(
-            f"{('ok' if matches[k] else 'MISS') if k in matches else '-':>10s}" for k in I2D_FIELDS))
-        wrong += [(name, key) for key in I2D_CORRECT.get(name, ()) if not matches.get(key)]
-    for kind, table in per_kind.items():
-        hit, total = sum(a for a, _ in table.values()), sum(b for _, b in table.values())
-        lines.append(f"{kind.upper() + ' accuracy':28s} " + " ".join(
-            f"{(f'{table[k][0]}/{table[k][1]}' if table[k][1] else '-'):>10s}" for k in I2D_FIELDS)
-            + f"   overall {hit}/{total} = {hit / total:.2f}")
-        assert hit / total >= I2D_FLOOR[kind], f"{kind} accuracy {hit / total:.2f} < {I2D_FLOOR[kind]}"
-    print("\ninvoice2data without templates (field matches vs. ground truth)\n" + "\n".join(lines))
-    assert not wrong, f"regressions: {wrong}"
+def test_real_invoices_test_half_field_accuracy(test_half):
+    scored = {name: invoices_eval.score_data(path, data) for name, (path, data) in test_half.items()}
+    assert len(scored) >= 6, sorted(scored)
+    hits = [ok for right in scored.values() for ok in right.values()]
+    misses = {name: [k for k, ok in right.items() if not ok] for name, right in scored.items()}
+    assert sum(hits) / len(hits) >= TEST_HALF_FLOOR, (sum(hits), len(hits), misses)
+    for key, floor in TEST_HALF_FIELD_FLOOR.items():
+        per = [right[key] for right in scored.values() if key in right]
+        assert per and sum(per) / len(per) >= floor, (key, misses)
 
 
-def test_invoice2data_line_items(i2d_results):
-    for name in I2D_ITEMS:
-        truth, fields = i2d_results[name]
-        want = [ln for ln in truth["lines"] if any(k in ln for k in ("price_unit", "price", "price_subtotal"))]
-        got = fields["line_items"].value
-        assert len(got) == len(want), name
-        for mine, line in zip(sorted(got, key=lambda r: r["amount"]),
-                              sorted(want, key=lambda ln: ln.get("price_subtotal", ln.get("price", 0))), strict=True):
-            expected_amount = line.get("price_subtotal", line.get("price"))
-            assert mine["amount"] == Decimal(str(expected_amount)), (name, line)
+def test_real_invoices_test_half_line_items(test_half):
+    """The share of test-half invoice2data PDFs listing priced lines whose priced rows are all read, with
+    their amounts, is at least what was measured."""
+    complete = {}
+    for name, (path, data) in test_half.items():
+        if path.suffix != ".pdf" or path.parent.name != "invoice2data":
+            continue
+        truth = json.loads(path.with_suffix(".json").read_text())[0]
+        want = [ln for ln in truth.get("lines", []) if any(k in ln for k in ("price", "price_subtotal"))]
+        if not want:
+            continue
+        # priced rows only: an e-invoice's section and note lines (AzureInterior's UBL) carry an amount of 0
+        got = sorted(it["amount"] for it in data["line_items"] if it["amount"])
+        complete[name] = got == sorted(a for ln in want if (a := Decimal(str(ln.get("price_subtotal", ln.get("price"))))))
+    assert len(complete) >= 3, complete
+    assert sum(complete.values()) / len(complete) >= TEST_HALF_ITEMS_FLOOR, complete
 
 
-def test_invoice2data_field_values_are_well_formed(i2d_results):
-    for name, (_, fields) in i2d_results.items():
-        _check_field_values(fields, load_pages(str(INVOICE2DATA / name)))
-        assert all(fv.source == ("ocr" if name.endswith(".png") else "layout") for fv in fields.values()
+def test_real_invoices_field_values_are_well_formed(test_half):
+    for name, (path, _) in test_half.items():
+        pages = load_pages(str(path))
+        fields = extract_invoice(pages)
+        _check_field_values(fields, pages)
+        assert all(fv.source == ("ocr" if path.suffix == ".png" else "layout") for fv in fields.values()
                    if fv.source != "derived"), name
+
+
+# --------------------------------------------------------------------------- lexicon audit
+# Entries of the invoice lexicons that the text layers of realdocs print only in TEST-half documents,
+# reviewed one by one as general vocabulary (README "Lexicon audit"): standard German invoice words that
+# only QualityHosting prints because no German invoice is in the tuning half, plain English and German
+# terms. A new entry found only in a test-half document fails here: take it out, or argue it in.
+GENERAL_VOCABULARY = frozenset({
+    "amount due", "total amount due", "total amount", "due on", "attn", "issued by", "particulars", "units",
+    "gst", "disc", "rechnung", "rechnungsnummer", "rechnungsnr", "rechnungsdatum", "zahlungsziel",
+    "zahlungsbedingungen", "kundennr", "ustid", "steuer-nr", "seite", "rabatt", "beschreibung", "preis",
+    "mwst.", "netto", "ohne",
+})
+
+
+def test_no_lexicon_entry_comes_only_from_a_test_half_document():
+    import re
+
+    from docroute.extractors.fields import labels, line_items
+    from docroute.extractors.fields.lines import fold
+
+    if not realdocs_split.REALDOCS.exists():
+        pytest.skip("../shared/realdocs is not laid beside the checkout")
+    texts: list[tuple[str, str]] = []  # (half, folded text layer); scans and photos are audited in the README
+    for name, half in realdocs_split.split().items():
+        if name.lower().endswith(".pdf"):
+            with pymupdf.open(realdocs_split.REALDOCS / name) as doc:
+                texts.append((half, " ".join(fold(" ".join(p.get_text() for p in doc)).split())))
+    for path in sorted(SAMPLES.rglob("*.pdf")):
+        if not path.name.startswith("broken"):
+            with pymupdf.open(path) as doc:
+                texts.append(("sample", " ".join(fold(" ".join(p.get_text() for p in doc)).split())))
+    entries = {label for table in (labels.LEXICON, line_items.COLUMN_LEXICON) for labs in table.values()
+               for label, _ in labs}
+    only_test = set()
+    for entry in entries:
+        pattern = re.compile(r"(?<!\w)" + re.escape(" ".join(fold(entry).split())) + r"(?!\w)")
+        if {half for half, text in texts if pattern.search(text)} == {"test"}:
+            only_test.add(entry)
+    assert only_test <= GENERAL_VOCABULARY, sorted(only_test - GENERAL_VOCABULARY)

@@ -59,6 +59,20 @@ def test_rounding_within_a_cent_is_accepted():
     assert invoice_checks(inv) == []
 
 
+def test_amount_due_is_never_more_than_the_total_credit_notes_aside():
+    paid_part = Invoice(subtotal=Decimal("30.00"), tax_total=Decimal("6.00"), total=Decimal("36.00"),
+                        amount_due=Decimal("16.00"))
+    assert invoice_checks(paid_part) == []
+    assert invoice_checks(paid_part.model_copy(update={"amount_due": Decimal("36.00")})) == []
+    assert invoice_checks(paid_part.model_copy(update={"amount_due": Decimal("46.00")})) == ["amount_due_exceeds_total"]
+    credit = Invoice(subtotal=Decimal("-30.00"), tax_total=Decimal("-6.00"), total=Decimal("-36.00"),
+                     amount_due=Decimal("-36.00"))
+    assert invoice_checks(credit) == []
+    f = consistent_fields() | {"amount_due": fv("amount_due", Decimal("40.00"))}
+    ex = build_extraction(Invoice, f)
+    assert ex.data["amount_due"] == Decimal("40.00") and "amount_due_exceeds_total" in ex.review_reasons
+
+
 def test_invalid_field_is_dropped_and_reported_not_fatal():
     f = consistent_fields()
     f["currency"] = fv("currency", "euro")

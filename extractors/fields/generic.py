@@ -36,7 +36,7 @@ from .values import mark, read_value
 LABEL_CUTOFF = 85.0
 
 
-TOTALS = ("total", "subtotal", "tax_total")
+TOTALS = ("total", "subtotal", "tax_total", "amount_due")
 
 
 def lexicon_for(specs: Sequence[FieldSpec]) -> Lexicon:

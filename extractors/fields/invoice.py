@@ -12,6 +12,7 @@ up (and an unlabelled total), the currency, vendor and customer blocks (``partie
 from __future__ import annotations
 
 import itertools
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,12 +28,13 @@ from .conventions import currency_votes
 from .currency import currency_code
 from .dates import find_dates
 from .generic import candidates, read_document
-from .labels import INVOICE_LEXICON, OTHER, SHIP_TO, LabelHit
-from .lines import Row, words_source
+from .labels import INVOICE_LEXICON, OTHER, PAYEE, SHIP_TO, LabelHit
+from .lines import Row, fold, words_source
 from .regions import BELOW, below, right_of
 from .schema_labels import DATE, FieldSpec
 
 AMOUNT_FIELDS = ("subtotal", "tax_total", "total")
+PAID = "paid"  # the lexicon's labels of a prepayment or credit (labels.py)
 _field, _order = to_field, order_of
 
 
@@ -149,9 +151,14 @@ def _pooled(cands: Sequence[Candidate], limit: int = 4) -> list[Candidate]:
     return [c for _, c in pooled[:limit]]
 
 
-def _choose_amounts(doc: _Doc, items_sum: Decimal | None) -> dict[str, Candidate]:
-    """Pick subtotal, tax and total together, preferring sets that add up."""
+def _choose_amounts(doc: _Doc, items_sum: Decimal | None, due_as_total: bool) -> dict[str, Candidate]:
+    """Pick subtotal, tax and total together, preferring sets that add up.
+
+    ``due_as_total``: no total label is printed and nothing paid or credited, so the amounts labelled
+    as due (not 0: a balance of 0 says everything was paid) are the total's candidates."""
     options = {f: _pooled(_amount_candidates(doc, f)) for f in AMOUNT_FIELDS}
+    if due_as_total and not options["total"]:
+        options["total"] = [c for c in _pooled(_amount_candidates(doc, "amount_due")) if c.value != 0]
     best: tuple[float, dict[str, Candidate]] | None = None
     for sub, tax, total in itertools.product(*([None, *options[f]] for f in AMOUNT_FIELDS)):
         chosen = {f: c for f, c in zip(AMOUNT_FIELDS, (sub, tax, total), strict=True) if c is not None}
@@ -175,6 +182,13 @@ def _choose_amounts(doc: _Doc, items_sum: Decimal | None) -> dict[str, Candidate
         if best is None or score > best[0] + 1e-9:
             best = (score, chosen)
     return best[1] if best else {}
+
+
+def _amount_due(doc: _Doc) -> Candidate | None:
+    """The amount still to pay: the best labelled one. One more than the total (arrears brought forward,
+    or a wrong pick) is kept: validation flags it (``amount_due_exceeds_total``)."""
+    cands = _pooled(_amount_candidates(doc, "amount_due"))
+    return cands[0] if cands else None
 
 
 def _unlabeled_total(doc: _Doc, chosen: dict[str, Candidate]) -> Candidate | None:
@@ -299,12 +313,16 @@ def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] =
     items_sum = None
     if table.items and all(it.amount is not None for it in table.items):
         items_sum = sum((it.amount.value for it in table.items), Decimal(0))
-    amounts = _choose_amounts(doc, items_sum)
+    # only an amount due printed and nothing paid or credited: it is the grand total too
+    amounts = _choose_amounts(doc, items_sum, due_as_total=not any(h.field == PAID for h in doc.hits))
+    due = _amount_due(doc)
+    if due is not None:
+        amounts["amount_due"] = due
     if "total" not in amounts:
         total = _unlabeled_total(doc, amounts)
         if total is not None:
             amounts["total"] = total
-    for name in AMOUNT_FIELDS:
+    for name in (*AMOUNT_FIELDS, "amount_due"):
         if name in amounts:
             out[name] = _field(name, amounts[name])
     cur = _currency(doc, amounts.get("total"))
@@ -323,6 +341,10 @@ def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] =
     exclude_words = frozenset(id(w) for b in blocks for w in b.name_words + b.address_words)
     vend = parties.vendor(doc.rows_at, pages[0].page_number, hits, hits_at, pages[0].height,
                           frozenset(exclude_rows), exclude_words)
+    payee = _payee(doc)
+    if payee is not None and (vend is None or fold(payee.value) not in fold(vend.name)):
+        out["vendor_name"] = _field("vendor_name", payee)  # the account holder printed as a line of its own
+        vend = None
     if vend:
         out["vendor_name"] = _party_field("vendor_name", vend, vend.name, vend.name_words, vend.quality)
         if vend.address:
@@ -332,6 +354,26 @@ def extract_invoice(pages: Sequence[ParsedPage], *, languages: tuple[str, ...] =
     if items:
         out["line_items"] = items
     return out
+
+
+def _payee(doc: _Doc) -> Candidate | None:
+    """The bank account holder's name (right of "Account holder", "Kontoinhaber", "Titulaire du compte"
+    ...) when the same name is also printed as a row of its own (a letterhead or footer line): then it
+    is the vendor's name, whoever the top block names."""
+    for hit in doc.hits:
+        if hit.field != PAYEE:
+            continue
+        region = right_of(hit, doc.hits_at.get((hit.page_number, hit.row.index), ()))
+        if region is None:
+            continue
+        name = re.sub(r"^\W+|\W+$", "", " ".join(w.text for w in region.words))  # dashes, colons, bullets
+        if len(name) < 3 or any(c.isdigit() for c in name):
+            continue
+        for row in (r for rows in doc.rows for r in rows):
+            if row is not hit.row and fold(row.text.strip()) == fold(name):
+                words = row.words
+                return Candidate(name, words, hit.score * 0.9, row.page_number, _order(words, row.page_number))
+    return None
 
 
 def _party_field(name: str, party: parties.Party, value: str, words: Sequence[Word], quality: float

@@ -19,6 +19,7 @@ from .lines import Row, fold
 
 OTHER = "_other"
 SHIP_TO = "_ship_to"  # not extracted, but its address block is nobody's vendor address
+PAYEE = "_payee"  # not extracted: the account holder's name confirms or corrects the vendor
 
 # field -> ((label, weight), ...). Labels are compared accent-free and case-free.
 LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
@@ -36,7 +37,7 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
     ),
     "invoice_date": (
         ("invoice date", 1.0), ("date of invoice", 1.0), ("date of issue", 1.0), ("issue date", 1.0),
-        ("date issued", 1.0), ("billing date", 0.9), ("invoice dt", 0.9), ("tax point", 0.8),
+        ("date issued", 1.0), ("invoice dt", 0.9), ("tax point", 0.8),
         ("rechnungsdatum", 1.0), ("datum der rechnung", 1.0), ("belegdatum", 0.9),
         ("date de facture", 1.0), ("date de facturation", 1.0), ("date d'emission", 1.0),
         ("date facture", 1.0), ("factuurdatum", 1.0), ("factuur datum", 1.0),
@@ -50,17 +51,31 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
         ("date limite de paiement", 1.0), ("a payer avant le", 1.0), ("vervaldatum", 1.0),
         ("vervaldag", 1.0), ("uiterste betaaldatum", 1.0), ("te betalen voor", 0.9),
     ),
-    "total": (
-        ("total", 0.8), ("total due", 1.0), ("amount due", 1.0), ("total amount due", 1.0),
-        ("grand total", 1.0), ("balance due", 1.0), ("total amount", 0.95), ("invoice total", 1.0),
-        ("total to pay", 1.0), ("amount payable", 1.0), ("total payable", 1.0), ("total incl. vat", 1.0),
-        ("total inc vat", 1.0), ("total incl. tax", 1.0), ("total for this invoice", 1.0),
+    "total": (  # the grand total, tax included (before prepayments and credits)
+        ("total", 0.8), ("grand total", 1.0), ("total amount", 0.95), ("invoice total", 1.0),
+        ("total incl. vat", 1.0), ("total inc vat", 1.0), ("total incl. tax", 1.0),
         ("gesamtbetrag", 1.0), ("rechnungsbetrag", 1.0), ("endbetrag", 1.0), ("gesamtsumme", 1.0),
-        ("zu zahlen", 0.9), ("gesamt", 0.7), ("summe", 0.6), ("bruttobetrag", 0.9),
-        ("total ttc", 1.0), ("montant ttc", 1.0), ("net a payer", 1.0), ("somme a payer", 1.0),
-        ("montant total", 0.9), ("total facture", 0.9), ("total a payer", 1.0),
-        ("totaal", 0.85), ("te betalen", 0.9), ("totaalbedrag", 1.0), ("totaal bedrag", 1.0),
-        ("factuur totaal", 1.0), ("totaal incl. btw", 1.0), ("montant eur ttc", 0.9),
+        ("gesamt", 0.7), ("summe", 0.6), ("bruttobetrag", 0.9), ("gesamt brutto", 1.0),
+        ("total ttc", 1.0), ("montant ttc", 1.0), ("montant total", 0.9), ("total facture", 0.9),
+        ("montant eur ttc", 0.9), ("totaal", 0.85), ("totaalbedrag", 1.0), ("totaal bedrag", 1.0),
+        ("factuur totaal", 1.0), ("totaal incl. btw", 1.0), ("factuurbedrag", 1.0),
+    ),
+    "amount_due": (  # what is still to pay: the grand total less prepayments and credits
+        ("amount due", 1.0), ("balance due", 1.0), ("total due", 1.0), ("total amount due", 1.0),
+        ("amount payable", 1.0), ("total payable", 1.0), ("total to pay", 1.0), ("amount to pay", 1.0),
+        ("please pay", 0.9), ("balance", 0.6), ("outstanding", 0.8), ("amount outstanding", 1.0),
+        ("zahlbetrag", 1.0), ("zu zahlen", 1.0), ("zu zahlender betrag", 1.0), ("noch zu zahlen", 1.0),
+        ("offener betrag", 1.0), ("restbetrag", 1.0), ("forderungsbetrag", 1.0),
+        ("net a payer", 1.0), ("reste a payer", 1.0), ("montant a payer", 1.0), ("somme a payer", 1.0),
+        ("total a payer", 1.0), ("solde du", 1.0), ("montant du", 1.0),
+        ("te betalen", 1.0), ("totaal te betalen", 1.0), ("openstaand bedrag", 1.0), ("nog te betalen", 1.0),
+    ),
+    "paid": (  # a prepayment or credit already deducted: the amount due is then not the total
+        ("amount paid", 1.0), ("paid", 0.8), ("payment received", 1.0), ("prepayment", 1.0), ("prepaid", 1.0),
+        ("deposit paid", 1.0), ("credit applied", 1.0), ("less payment", 1.0), ("payments/credits", 1.0),
+        ("bezahlt", 1.0), ("anzahlung", 1.0), ("vorauszahlung", 1.0), ("abschlagszahlung", 1.0),
+        ("gutschrift", 0.9), ("bereits bezahlt", 1.0), ("acompte", 1.0), ("deja paye", 1.0), ("avoir", 0.8),
+        ("deja regle", 1.0), ("betaald", 1.0), ("aanbetaling", 1.0), ("vooruitbetaling", 1.0), ("reeds betaald", 1.0),
     ),
     "subtotal": (
         ("subtotal", 1.0), ("sub total", 1.0), ("sub-total", 1.0), ("net amount", 0.9), ("net total", 0.9),
@@ -80,7 +95,7 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
         ("hst", 0.8), ("taxes", 0.8),
     ),
     "customer": (
-        ("bill to", 1.0), ("billed to", 1.0), ("bill to address", 1.0), ("sold to", 1.0),
+        ("bill to", 1.0), ("billed to", 1.0), ("sold to", 1.0),
         ("invoice to", 1.0), ("customer", 0.7), ("client", 0.7), ("buyer", 0.8), ("billing address", 0.9),
         ("rechnungsempfanger", 1.0), ("rechnungsadresse", 0.9), ("kunde", 0.7), ("empfanger", 0.7),
         ("facture a", 1.0), ("facture au nom de", 1.0), ("adresse de facturation", 0.9),
@@ -88,7 +103,7 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
     ),
     "vendor": (
         ("sold by", 1.0), ("seller", 0.9), ("supplier", 0.9), ("vendor", 0.9), ("from", 0.5),
-        ("service provider", 0.9), ("issued by", 0.9), ("verkaufer", 0.9), ("lieferant", 0.9),
+        ("issued by", 0.9), ("verkaufer", 0.9), ("lieferant", 0.9),
         ("fournisseur", 0.9), ("vendeur", 0.9), ("leverancier", 0.9), ("verkoper", 0.9),
     ),
     OTHER: (
@@ -100,19 +115,24 @@ LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
         ("id.client", 1.0), ("phone", 1.0), ("tel", 1.0), ("telefon", 1.0), ("telephone", 1.0),
         ("fax", 1.0), ("email", 1.0), ("e-mail", 1.0), ("page", 1.0), ("seite", 1.0), ("reference", 1.0),
         ("ref", 1.0), ("po number", 1.0), ("purchase order", 1.0), ("payment terms", 1.0),
-        ("terms", 0.8), ("zahlungsbedingungen", 1.0), ("zahlungsform", 1.0), ("iban", 1.0), ("bic", 1.0),
+        ("terms", 0.8), ("zahlungsbedingungen", 1.0), ("iban", 1.0), ("bic", 1.0),
         ("swift", 1.0), ("vat id", 1.0), ("vat no", 1.0), ("vat reg. no", 1.0), ("vat number", 1.0),
         ("ustid", 1.0), ("ust-idnr", 1.0), ("steuer-nr", 1.0), ("tax id", 1.0), ("siret", 1.0),
         ("siren", 1.0), ("kvk", 1.0), ("btw nummer", 1.0), ("btw nr", 1.0), ("vat/tin", 1.0),
         ("service tax #", 1.0), ("gstin", 1.0), ("cin", 1.0), ("pan", 1.0),
         ("guest name", 1.0), ("check in", 1.0), ("check out", 1.0), ("payment mode", 1.0),
-        ("payment method", 1.0), ("ordered through", 1.0), ("billing period", 1.0), ("period", 0.8),
-        ("contract no", 1.0), ("numero de dossier", 1.0), ("numero de ligne", 1.0),
-        ("modes de reglement", 1.0), ("balance", 0.8), ("discount", 1.0), ("rabatt", 1.0), ("remise", 1.0),
+        ("payment method", 1.0), ("ordered through", 1.0), ("period", 0.8),
+        ("numero de dossier", 1.0), ("numero de ligne", 1.0),
+        ("modes de reglement", 1.0), ("discount", 1.0), ("rabatt", 1.0), ("remise", 1.0),
         ("korting", 1.0), ("shipping", 0.8), ("attn", 1.0), ("t.a.v", 1.0), ("z.hd", 1.0),
-        ("bank account", 1.0), ("bank name", 1.0), ("account", 0.8), ("payment received", 1.0),
+        ("bank account", 1.0), ("bank name", 1.0), ("account", 0.8),
         ("name", 0.8), ("nom", 0.8), ("naam", 0.8), ("address", 0.8), ("adresse", 0.8), ("adres", 0.8),
         ("notes", 0.8), ("note", 0.8), ("remarks", 0.8), ("hotel details", 1.0), ("booking details", 1.0),
+    ),
+    PAYEE: (  # the bank account's holder: who is paid, the vendor
+        ("account holder", 1.0), ("account name", 0.9), ("beneficiary", 0.9), ("payee", 0.9),
+        ("kontoinhaber", 1.0), ("zahlungsempfanger", 1.0), ("titulaire du compte", 1.0), ("beneficiaire", 0.9),
+        ("rekeninghouder", 1.0), ("ten name van", 0.9), ("begunstigde", 0.9),
     ),
     SHIP_TO: (
         ("ship to", 1.0), ("shipping address", 1.0), ("delivery address", 1.0), ("deliver to", 1.0),

@@ -23,7 +23,7 @@ from .lines import Row, word_confidence
 
 DESCRIPTION, QUANTITY, UNIT_PRICE, AMOUNT, OTHER_COLUMN = "description", "quantity", "unit_price", "amount", "other"
 _NUMERIC = (QUANTITY, UNIT_PRICE, AMOUNT)
-_TOTAL_FIELDS = ("total", "subtotal", "tax_total")
+_TOTAL_FIELDS = ("total", "subtotal", "tax_total", "amount_due")
 
 COLUMN_LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
     DESCRIPTION: (
@@ -41,18 +41,18 @@ COLUMN_LEXICON: dict[str, tuple[tuple[str, float], ...]] = {
     UNIT_PRICE: (
         ("unit price", 1.0), ("price", 0.9), ("rate", 0.9), ("unit cost", 1.0), ("price per unit", 1.0),
         ("prix unitaire", 1.0), ("prix", 0.9), ("p.u", 1.0), ("p.u. ht", 1.0), ("pu ht", 1.0),
-        ("einzelpreis", 1.0), ("preis", 0.9), ("vk-preis", 1.0), ("e-preis", 1.0), ("stuckpreis", 1.0),
+        ("einzelpreis", 1.0), ("preis", 0.9), ("e-preis", 1.0), ("stuckpreis", 1.0),
         ("prijs", 0.9), ("prijs per stuk", 1.0), ("eenheidsprijs", 1.0), ("stukprijs", 1.0), ("tarif", 0.8),
     ),
     AMOUNT: (
-        ("amount", 1.0), ("total", 0.9), ("line total", 1.0), ("betrag", 1.0), ("zeilenbetrag", 1.0),
+        ("amount", 1.0), ("total", 0.9), ("line total", 1.0), ("betrag", 1.0),
         ("gesamt", 0.9), ("gesamtpreis", 1.0), ("montant", 1.0), ("montant ht", 1.0), ("bedrag", 1.0),
         ("totaal", 0.9), ("prijs incl. btw", 1.0), ("net amount", 1.0), ("ext. price", 1.0),
         ("extended", 0.9), ("summe", 0.8), ("montant ttc", 1.0),
     ),
     OTHER_COLUMN: (
-        ("tax", 1.0), ("vat", 1.0), ("btw", 1.0), ("tva", 1.0), ("mwst", 1.0), ("disc", 1.0), ("disc.%", 1.0),
-        ("discount", 1.0), ("rabatt", 1.0), ("rabatt %", 1.0), ("taxes", 1.0), ("pos", 1.0), ("no", 1.0),
+        ("tax", 1.0), ("vat", 1.0), ("btw", 1.0), ("tva", 1.0), ("mwst", 1.0), ("disc", 1.0),
+        ("discount", 1.0), ("rabatt", 1.0), ("taxes", 1.0), ("pos", 1.0), ("no", 1.0),
         ("#", 1.0), ("code", 1.0), ("sku", 1.0), ("tax(%)", 1.0), ("tax (%)", 1.0), ("unit", 1.0), ("uom", 1.0),
         ("%", 1.0), ("vat %", 1.0), ("btw %", 1.0), ("tva %", 1.0), ("% tva", 1.0), ("ref", 1.0),
         ("remise", 1.0), ("korting", 1.0), ("ohne", 0.5), ("mwst.", 1.0),
