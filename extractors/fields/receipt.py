@@ -44,6 +44,8 @@ _NAMED_DATE = re.compile(r"(?<![\d])(\d{1,2})[\s.\-]*([A-Za-z]{3,9})[\s.,\-]*(\d
 _REG_NUMBER = re.compile(r"\s*[({]\s*(?:co\.?\s*(?:no|reg)\.?\s*:?\s*)?[^)}]*\d{4,}[^)}]*[)}]?\s*$", re.I)
 _LEADING_REG = re.compile(r"^\s*[({][^)}]*\d{4,}[^)}]*[)}]\s*")
 _TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?")
+_POSTCODE_TOWN = re.compile(r"^(?:[A-Z]{1,2}[- ]?)?\d{4,5}\s?[A-Za-zÀ-ÿ]{3,}")  # 33100 Paderborn, D-80331 München
+_STREET_NUMBER = re.compile(r"[A-Za-zÀ-ÿ]{3,}\.?\s+\d{1,4}\s?[a-zA-Z]?$")  # Pohlweg 110, Husener Str. 121
 _SPACED = re.compile(r"(?<!\S)(?:\S[ \u3000]){3,}\S(?!\S)")  # "0 6 / 1 1 / 2 0 1 7"
 
 
@@ -103,30 +105,45 @@ def _header_end(lines: Sequence[Line]) -> int:
     return min(len(lines), HEAD_LINES)
 
 
+def _addresslike(ln: Line) -> bool:
+    """A street and house number ("Pohlweg 110", "Jalan Pelabur 23/1") or a postcode and town."""
+    text = _REG_NUMBER.sub("", ln.text).strip(" ,.")
+    return bool(_POSTCODE_TOWN.search(text) or _STREET_NUMBER.search(text)
+                or (any(c.isdigit() for c in text) and find(ln.folded, labels()["address"]["street_words"])))
+
+
 def _vendor(lines: Sequence[Line], page: ParsedPage) -> tuple[FieldValue | None, int]:
-    """The merchant line and its index (the address follows it)."""
+    """The merchant line and the index the address follows.
+
+    A legal entity printed in the header wins; else the name printed right above the street; else the
+    header's first name; else, where the header printed only a logo, a legal entity at the foot."""
     lab = labels()["vendor"]
     end = _header_end(lines)
-    names = [i for i in range(end) if _namelike(lines[i]) and not find(lines[i].folded, lab["titles"], start=True)
+    scan = min(len(lines), HEAD_LINES + 4)
+    names = [i for i in range(scan) if _namelike(lines[i]) and not _addresslike(lines[i])
+             and not find(lines[i].folded, lab["titles"], start=True)
              and not find(lines[i].folded, lab["not_names"], start=True)]
-    legal = [i for i in names if _form(fold(_clean_name(lines[i].text)))]
-    conf = 0.75 if legal else 0.5
-    if not legal and (not names or lines[names[0]].confidence < 0.9):
-        foot = [i for i in range(max(end, len(lines) - FOOT_LINES), len(lines))
-                if _namelike(lines[i]) and _form(fold(_clean_name(lines[i].text)))]
-        if foot:  # the header printed a logo only: its legal entity stands at the foot
-            legal, conf = foot[:1], 0.5
-    if not (legal or names):
-        return None, -1
-    i = legal[0] if legal else names[0]
+    legal = [i for i in names if i < end and _form(fold(_clean_name(lines[i].text)))]
+    street = next((k for k in range(scan) if _addresslike(lines[k])), None)
+    above = [i for i in names if street is not None and i < street]
+    start = -1
+    if legal:
+        i, conf = legal[0], 0.75
+    elif above:
+        i, conf = above[-1], 0.6 if len(above) == 1 else 0.5
+    elif early := [i for i in names if i < end and (street is None or i < street)]:
+        i, conf = early[0], 0.45
+    else:
+        foot = [k for k in range(max(end, len(lines) - FOOT_LINES), len(lines))
+                if _namelike(lines[k]) and _form(fold(_clean_name(lines[k].text)))]
+        if not foot:
+            return None, -1
+        i, conf, start = foot[0], 0.45, (street - 1 if street is not None else -1)  # a logo, then the address
     used = [lines[i]]
-    if legal and i - 1 in names and not _letters(_without_forms(fold(_clean_name(lines[i].text)))):
+    if i in legal and i - 1 in names and not _letters(_without_forms(fold(_clean_name(lines[i].text)))):
         used.insert(0, lines[i - 1])  # "POPULAR BOOK" above "CO. (M) SDN BHD": one name on two lines
     name = _clean_name(" ".join(ln.text for ln in used))
-    if not legal and len(names) > 1 and names[1] < end and conf < 0.6:
-        conf = 0.45  # a bare brand, and another name-like line could be the merchant too
-    start = i if i < end else (names[0] if names else -1)  # a name at the foot: the address follows the logo
-    return field("vendor_name", name, conf, page, used), start
+    return field("vendor_name", name, conf, page, used), (i if start == -1 and i < scan else start)
 
 
 def _without_forms(folded: str) -> str:

@@ -11,6 +11,7 @@ before them, OCR confusions repaired inside number-like tokens only.
 from __future__ import annotations
 
 import re
+import statistics
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from docroute.extractors.lines import visual_lines
 from docroute.schemas import BBox, FieldValue, ParsedPage, Word
 
 LABELS = Path(__file__).with_name("receipt_labels.toml")
+MIN_SKEW, MAX_SKEW = 0.01, 0.2  # line slopes (dy/dx) treated as level, and the most corrected
+MIN_SKEW_PAIRS = 5
+SKEW_REACH = 6  # the slope at a word: the median over its neighbours within this many line heights
 MIN_FUZZY = 5  # words this long may differ from a label word by one edit
 _DIGITISH = str.maketrans({"O": "0", "o": "0", "D": "0", "l": "1", "I": "1", "|": "1", "B": "8", "Z": "2"})
 _NUMBERISH = re.compile(r"(?<![A-Za-z])[0-9OolIDBZ|]*\d[0-9OolIDBZ|]*[.,][0-9OolIDBZ|]{2}(?![A-Za-z])")
@@ -86,9 +90,41 @@ class Line:
         return sum(w.confidence for w in self.words) / len(self.words)
 
 
+def _slopes(words: Sequence[Word]) -> list[tuple[float, float]]:
+    """(height on the page, slope dy/dx) of each word and its neighbour to the right on its line."""
+    out = []
+    for w in words:
+        right = [v for v in words if 0 <= v.bbox.x0 - w.bbox.x1 < 2 * w.bbox.height
+                 and abs(v.bbox.cy - w.bbox.cy) < 0.5 * w.bbox.height]
+        if right:
+            v = min(right, key=lambda v: v.bbox.x0)
+            out.append((w.bbox.cy, (v.bbox.cy - w.bbox.cy) / max(1.0, v.bbox.cx - w.bbox.cx)))
+    return out
+
+
 def page_lines(page: ParsedPage) -> list[Line]:
-    """The page's printed lines, top to bottom, words left to right."""
-    return [Line(tuple(sorted(ws, key=lambda w: w.bbox.x0))) for ws in visual_lines(page.words, lookback=3)]
+    """The page's printed lines, top to bottom, words left to right. On a skewed or curled scan each
+    word's box (upright, so taller than its text) is first turned level: moved by the slope of the
+    lines around it and cut to its text."""
+    words = page.words
+    slopes = _slopes(words)
+    if len(slopes) < MIN_SKEW_PAIRS or abs(statistics.median(s for _, s in slopes)) < MIN_SKEW and \
+            max(abs(s) for _, s in slopes) < MAX_SKEW / 2:
+        return [Line(tuple(sorted(ws, key=lambda w: w.bbox.x0))) for ws in visual_lines(words, lookback=3)]
+    reach = SKEW_REACH * statistics.median(w.bbox.height for w in words)
+
+    def slope_at(y: float) -> float:
+        near = [s for cy, s in slopes if abs(cy - y) <= reach] or [s for _, s in slopes]
+        return max(-MAX_SKEW, min(MAX_SKEW, statistics.median(near)))
+
+    boxes = {}
+    for w in words:
+        b, slope = w.bbox, slope_at(w.bbox.cy)
+        cy = b.cy - slope * b.cx
+        half = max(0.3 * b.height, b.height - abs(slope) * b.width) / 2
+        boxes[id(w)] = BBox(x0=b.x0, y0=cy - half, x1=b.x1, y1=cy + half)
+    return [Line(tuple(sorted(ws, key=lambda w: w.bbox.x0)))
+            for ws in visual_lines(words, box=lambda w: boxes[id(w)], lookback=3)]
 
 
 def field(name: str, value, conf: float, page: ParsedPage, lines: Sequence[Line]) -> FieldValue:
