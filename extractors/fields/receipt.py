@@ -46,6 +46,8 @@ _LEADING_REG = re.compile(r"^\s*[({][^)}]*\d{4,}[^)}]*[)}]\s*")
 _TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?")
 _POSTCODE_TOWN = re.compile(r"^(?:[A-Z]{1,2}[- ]?)?\d{4,5}\s?[A-Za-zÀ-ÿ]{3,}")  # 33100 Paderborn, D-80331 München
 _STREET_NUMBER = re.compile(r"[A-Za-zÀ-ÿ]{3,}\.?\s+\d{1,4}\s?[a-zA-Z]?$")  # Pohlweg 110, Husener Str. 121
+_PHONE = re.compile(r"^\+?[\d()][\d\s()./-]{6,}$")  # +607-357 1177
+_WEB = re.compile(r"\S+@\S+\.\w|www\.|\.com\b|https?:", re.I)
 _SPACED = re.compile(r"(?<!\S)(?:\S[ \u3000]){3,}\S(?!\S)")  # "0 6 / 1 1 / 2 0 1 7"
 
 
@@ -96,13 +98,18 @@ def _clean_name(text: str) -> str:
 
 def _header_end(lines: Sequence[Line]) -> int:
     """The index of the first line past the merchant's header: a phone, tax-id, date or amount line."""
-    lab = labels()["address"]
     for i, ln in enumerate(lines[:HEAD_LINES]):
         f = ln.folded
-        if i > 0 and not find(f, labels()["vendor"]["titles"], start=True) and (
-                find(f, lab["stops"], start=True) or find(f, lab["anywhere"]) or _date_from(ln.text)):
+        if i > 0 and not find(f, labels()["vendor"]["titles"], start=True) and _ends_address(ln):
             return i
     return min(len(lines), HEAD_LINES)
+
+
+def _ends_address(ln: Line) -> bool:
+    """A phone, tax-id, registration, date, e-mail or web line: the address is above it."""
+    lab, f = labels()["address"], ln.folded
+    return bool(find(f, lab["stops"], start=True, fuzzy=False) or find(f, lab["anywhere"], fuzzy=False)
+                or _date_from(ln.text) or _PHONE.match(ln.text.strip()) or _WEB.search(ln.text))
 
 
 def _addresslike(ln: Line) -> bool:
@@ -156,23 +163,26 @@ def _address(lines: Sequence[Line], start: int, page: ParsedPage) -> FieldValue 
     lab = labels()["address"]
     block: list[Line] = []
     skipped = 0
-    for ln in lines[start + 1:]:
+    for k, ln in enumerate(lines[start + 1:], start + 1):
         f = ln.folded
         text = _REG_NUMBER.sub("", _LEADING_REG.sub("", ln.text)).strip()
         compact = text.replace(" ", "")
-        ends = find(f, lab["stops"], start=True) or find(f, lab["anywhere"]) or _date_from(ln.text)
+        ends = _ends_address(ln)
         noise = not compact or (re.fullmatch(r"[\dA-Z][\dA-Z\-]{3,}\.?", compact) and _letters(compact) <= 2) \
             or find(f, lab["prelude"], start=True) or find(f, labels()["vendor"]["titles"], start=True)
-        if block and ends:
-            break
+        if block and ends and (any(_addresslike(b) for b in block)
+                               or not any(_addresslike(b) for b in lines[k + 1:k + SKIP_BEFORE_ADDRESS])):
+            break  # a branch name before the tax-id line is not the address when the street follows
         if ends or noise:
-            skipped += 1
+            skipped += 1 + len(block)
+            block = []
             if skipped > SKIP_BEFORE_ADDRESS:
                 break
             continue
         block.append(ln)
-        if len(block) == ADDRESS_LINES:
-            break
+        if len(block) == ADDRESS_LINES or find(f, lab["countries"]) and f.rstrip().endswith(
+                find(f, lab["countries"]) or ""):
+            break  # the country closes an address
     if not block:
         return None
     text = " ".join(_REG_NUMBER.sub("", _LEADING_REG.sub("", ln.text)) for ln in block)

@@ -58,13 +58,15 @@ def _same_word(seen: str, want: str) -> bool:
     return Levenshtein.distance(seen, want, score_cutoff=1) <= 1
 
 
-def find(folded: str, phrases: Sequence[str], *, start: bool = False) -> str | None:
-    """The first of ``phrases`` printed in ``folded`` (at its start with ``start``), OCR slips allowed."""
+def find(folded: str, phrases: Sequence[str], *, start: bool = False, fuzzy: bool = True) -> str | None:
+    """The first of ``phrases`` printed in ``folded`` (at its start with ``start``), OCR slips allowed
+    unless not ``fuzzy``."""
     words = folded.split()
+    same = _same_word if fuzzy else str.__eq__
     for phrase in phrases:
         want = phrase.split()
         for s in ([0] if start else range(len(words) - len(want) + 1)):
-            if len(words) - s >= len(want) and all(_same_word(words[s + k], w) for k, w in enumerate(want)):
+            if len(words) - s >= len(want) and all(same(words[s + k], w) for k, w in enumerate(want)):
                 return phrase
     return None
 
