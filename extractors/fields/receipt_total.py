@@ -29,6 +29,7 @@ from .receipt_lines import Line, Printed, amounts, field, find, labels
 ROLES = ("excluded", "change", "subtotal", "tax", "rounding", "tendered", "payable", "total")
 MAX_ROUNDING = Decimal("0.10")  # a rounding line adjusts by cents; a larger amount there is a total
 CENT = Decimal("0.01")
+CHANGE_REACH = 3  # the change is printed within this many lines of what was tendered
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,12 @@ def _scores(found: list[Amount]) -> dict[Decimal, float]:
     for value, w in labelled.items():
         add(value, w)
     for t in tendered:
-        later = [c for c in change if c.index >= t.index and c.value >= 0]
-        if later:
-            add(t.value - later[0].value, 3.0)
+        near = [c for c in change if abs(c.index - t.index) <= CHANGE_REACH]
+        if near:
+            c = min(near, key=lambda c: (abs(c.index - t.index), c.index < t.index))
+            add(abs(t.value) - abs(c.value), 3.0)
         elif not change:
-            add(t.value, 1.0)
+            add(abs(t.value), 1.0)
     values = {a.value for a in payable}
     for s in subtotals:
         for t in taxes:
