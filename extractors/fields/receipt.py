@@ -42,6 +42,7 @@ _NUMERIC_DATE = re.compile(rf"(?<![\dA-Za-z])([0-9OolIS]{{1,4}}){_SEP}([0-9OolIS
 _NAMED_DATE = re.compile(r"(?<![\d])(\d{1,2})[\s.\-]*([A-Za-z]{3,9})[\s.,\-]*(\d{2,4})(?![\d])")
 # a registration number in brackets, e.g. (867388-U), (Co. No. 113825-W), {S19537-X): not part of a name
 _REG_NUMBER = re.compile(r"\s*[({]\s*(?:co\.?\s*(?:no|reg)\.?\s*:?\s*)?[^)}]*\d{4,}[^)}]*[)}]?\s*$", re.I)
+_BARE_REG = re.compile(r"\s+[A-Z]{0,2}\d{4,}-[A-Z]\s*$")  # a company number without brackets: 519537-X
 _LEADING_REG = re.compile(r"^\s*[({][^)}]*\d{4,}[^)}]*[)}]\s*")
 _TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?")
 _POSTCODE_TOWN = re.compile(r"^(?:[A-Z]{1,2}[- ]?)?\d{4,5}\s?[A-Za-zÀ-ÿ]{3,}")  # 33100 Paderborn, D-80331 München
@@ -93,7 +94,7 @@ def _repair_form(text: str) -> str:
 
 
 def _clean_name(text: str) -> str:
-    return _repair_form(_REG_NUMBER.sub("", _LEADING_REG.sub("", text)).strip(" .,:;"))
+    return _repair_form(_BARE_REG.sub("", _REG_NUMBER.sub("", _LEADING_REG.sub("", text))).strip(" .,:;"))
 
 
 def _header_end(lines: Sequence[Line]) -> int:
