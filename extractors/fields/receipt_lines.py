@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import statistics
 import tomllib
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -95,8 +96,11 @@ class Line:
 def _slopes(words: Sequence[Word]) -> list[tuple[float, float]]:
     """(height on the page, slope dy/dx) of each word and its neighbour to the right on its line."""
     out = []
+    by_y = sorted(words, key=lambda w: w.bbox.cy)
+    ys = [w.bbox.cy for w in by_y]
     for w in words:
-        right = [v for v in words if 0 <= v.bbox.x0 - w.bbox.x1 < 2 * w.bbox.height
+        near = by_y[bisect_left(ys, w.bbox.cy - 0.5 * w.bbox.height):bisect_right(ys, w.bbox.cy + 0.5 * w.bbox.height)]
+        right = [v for v in near if 0 <= v.bbox.x0 - w.bbox.x1 < 2 * w.bbox.height
                  and abs(v.bbox.cy - w.bbox.cy) < 0.5 * w.bbox.height]
         if right:
             v = min(right, key=lambda v: v.bbox.x0)
