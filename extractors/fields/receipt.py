@@ -163,7 +163,7 @@ def _without_forms(folded: str) -> str:
 def _address(lines: Sequence[Line], start: int, page: ParsedPage) -> FieldValue | None:
     lab = labels()["address"]
     block: list[Line] = []
-    skipped = 0
+    skipped, closed = 0, False
     for k, ln in enumerate(lines[start + 1:], start + 1):
         f = ln.folded
         text = _REG_NUMBER.sub("", _LEADING_REG.sub("", ln.text)).strip()
@@ -173,6 +173,7 @@ def _address(lines: Sequence[Line], start: int, page: ParsedPage) -> FieldValue 
             or find(f, lab["prelude"], start=True) or find(f, labels()["vendor"]["titles"], start=True)
         if block and ends and (any(_addresslike(b) for b in block)
                                or not any(_addresslike(b) for b in lines[k + 1:k + SKIP_BEFORE_ADDRESS])):
+            closed = True
             break  # a branch name before the tax-id line is not the address when the street follows
         if ends or noise:
             skipped += 1 + len(block)
@@ -181,13 +182,17 @@ def _address(lines: Sequence[Line], start: int, page: ParsedPage) -> FieldValue 
                 break
             continue
         block.append(ln)
-        if len(block) == ADDRESS_LINES or find(f, lab["countries"]) and f.rstrip().endswith(
-                find(f, lab["countries"]) or ""):
+        if (country := find(f, lab["countries"])) and f.rstrip().endswith(country):
+            closed = True
             break  # the country closes an address
+        if len(block) == ADDRESS_LINES:
+            break
     if not block:
         return None
     text = " ".join(_REG_NUMBER.sub("", _LEADING_REG.sub("", ln.text)) for ln in block)
-    return field("vendor_address", text.strip(), 0.5 if skipped <= 1 else 0.4, page, block)
+    sure = closed and any(_addresslike(b) for b in block)  # a street or postcode, and a clear end
+    return field("vendor_address", text.strip(), (0.55 if sure else 0.35) - (0.05 if skipped > 1 else 0.0),
+                 page, block)
 
 
 def _digits(text: str) -> str:
