@@ -1,6 +1,7 @@
 """How right the invoice fields are on real receipts: ../shared/realdocs sroie_train and softmatic_receipts.
 
-Each receipt goes through the whole pipeline (``process_document``, defaults, no VLM) and is scored
+Each receipt goes through the whole pipeline (``process_document``, defaults, no VLM; the OCR engine
+``--engine tesseract|rapidocr``, else the settings' own, e.g. ``DOCROUTE_OCR__ENGINE``) and is scored
 against its publisher's labels, with their conventions (../shared/realdocs/SOURCES.md):
 
 - SROIE: ``company`` -> vendor_name and ``address`` -> vendor_address, right when at least 0.9 similar
@@ -12,7 +13,7 @@ against its publisher's labels, with their conventions (../shared/realdocs/SOURC
 Printed per half of the split fixed by file hash (bench/realdocs_split.py): accuracy per field, the
 documents that went straight through (``needs_review`` false) and how many of their fields were right.
 
-    python bench/receipts_eval.py [--jobs 2] [--json out.json]
+    python bench/receipts_eval.py [--engine rapidocr] [--jobs 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import re
 import sys
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -70,11 +72,14 @@ def receipts() -> list[tuple[Path, dict]]:
     return out
 
 
-def score(path: Path, label: dict) -> dict:
+def score(path: Path, label: dict, engine: str | None = None) -> dict:
     from docroute.pipelines.process import process_document
     from docroute.pipelines.settings import Settings
 
-    result = process_document(path, Settings(workers=1))
+    settings = Settings(workers=1)
+    if engine:
+        settings = settings.model_copy(update={"ocr": settings.ocr.model_copy(update={"engine": engine})})
+    result = process_document(path, settings)
     inv = next((ex for ex in result.extractions if ex.schema_name == "invoice"), None)
     data = inv.data if inv else {}
     row = {"file": f"{path.parent.name}/{path.name}", "half": half_of(f"{path.parent.name}/{path.name}"),
@@ -111,12 +116,18 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _score(args: tuple[Path, dict]) -> dict:
-    return score(*args)
+def _score(args: tuple[Path, dict], engine: str | None = None) -> dict:
+    return score(*args, engine=engine)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return bench_main(__doc__, _score, receipts(), report, argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    engine = None
+    if "--engine" in argv:
+        at = argv.index("--engine")
+        engine = argv[at + 1]
+        del argv[at:at + 2]
+    return bench_main(__doc__, partial(_score, engine=engine), receipts(), report, argv)
 
 
 if __name__ == "__main__":

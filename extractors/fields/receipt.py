@@ -1,12 +1,12 @@
 """Receipt fields: merchant, its address, the date and the total payable, read off a till receipt.
 
 A till receipt is one long column: the merchant (its legal entity: a line with a company form such as
-SDN BHD, GmbH or Ltd wins over a bare brand), the address lines below it until a phone, tax-id or date
-line, then items, then the totals block. The total is the amount payable as opposed to what else the
-block prints (subtotal, tax, rounding, cash, change): candidates come from the payable labels, and
-``cash - change`` confirms one when both are printed. Dates are read in the common printed forms, day
-first, with the usual OCR confusions repaired (O/0, l/1, S/5) and an implausible year (2078 for 2018)
-repaired or refused. Labels live in ``receipt_labels.toml``.
+SDN BHD, GmbH or Ltd wins over a bare brand, when printed in the header before the phone, tax-id or
+date lines; never a customer block below those), the address lines below it until a phone, tax-id or
+date line, then items, then the totals block (receipt_total.py: the total chosen by reconciling the
+amounts printed). Dates are read in the common printed forms, day first, with the usual OCR confusions
+repaired (O/0, l/1, S/5; "D a t e 0 6 / 1 1 / 2 0 1 7"; a year run into the time) and an implausible
+year (2078 for 2018) repaired or refused. Labels live in ``receipt_labels.toml``.
 
 Used for documents classified ``receipt`` (extractors/doctype.py): its fields take the place of the
 invoice extractor's vendor, address, date and total where it finds them.
@@ -15,111 +15,143 @@ invoice extractor's vendor, address, date and total where it finds them.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
-from functools import cache
-from pathlib import Path
 
 from docroute.extractors.doctype import fold
-from docroute.extractors.lines import visual_lines
-from docroute.schemas import BBox, FieldValue, ParsedPage, Word
+from docroute.schemas import FieldValue, ParsedPage
 
-LABELS = Path(__file__).with_name("receipt_labels.toml")
-HEAD_LINES = 10  # the merchant is among the first lines
+from .receipt_lines import Line, amounts, field, find, labels, page_lines
+from .receipt_total import extract_total
+
+HEAD_LINES = 12  # the merchant is among the first lines
+FOOT_LINES = 8  # ... or, when the header prints only a logo, its legal entity among the last
 MIN_NAME_CONFIDENCE = 0.5  # OCR's mean word confidence under which a header line is noise (a logo)
 ADDRESS_LINES = 5
-_AMOUNT = re.compile(r"(?<![\d.,])-?(?:RM|EUR|\$|€)?\s?(\d{1,3}(?:[.,]\d{3})*|\d+)([.,])\s?(\d{2})(?![\d])")
+SKIP_BEFORE_ADDRESS = 3  # registration or tax-id lines printed between the name and the address
 _DIGITISH = str.maketrans({"O": "0", "o": "0", "D": "0", "l": "1", "I": "1", "|": "1", "S": "5", "B": "8", "Z": "2"})
+_LETTERISH = str.maketrans({"5": "s", "8": "b", "0": "o", "1": "l"})
 _MONTHS = {m: i for i, ms in enumerate((
-    ("jan", "januar", "janvier", "janv"), ("feb", "februar", "fev", "fevr"), ("mar", "marz", "mrz", "mars"),
-    ("apr", "april", "avr"), ("may", "mai"), ("jun", "juni", "juin"), ("jul", "juli", "juil"),
-    ("aug", "august", "aout"), ("sep", "sept", "september"), ("oct", "okt", "oktober"), ("nov", "november"),
-    ("dec", "dez", "dezember")), start=1) for m in ms}
-_NUMERIC_DATE = re.compile(r"(?<![\dA-Za-z])([0-9OolIS]{1,4})\s?[/.\-]\s?([0-9OolIS]{1,2})\s?[/.\-]\s?([0-9OolIS]{2,4})(?![\d])")
-# a registration number in brackets, e.g. (867388-U), (Co. No. 113825-W), {S19537-X): not part of a name
-_REG_NUMBER = re.compile(r"\s*[({]\s*(?:co\.?\s*no\.?\s*)?[^)}]*\d{4,}[^)}]*[)}]?\s*$", re.I)
-_TIME = re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?\b")
+    ("jan", "januar", "janvier", "janv", "janvaris"), ("feb", "februar", "fev", "fevr", "februaris"),
+    ("mar", "marz", "mrz", "mars", "marts"), ("apr", "april", "avr", "aprilis"), ("may", "mai", "maijs"),
+    ("jun", "juni", "juin", "junijs"), ("jul", "juli", "juil", "julijs"), ("aug", "august", "aout", "augusts"),
+    ("sep", "sept", "september", "septembris"), ("oct", "okt", "oktober", "oktobris"),
+    ("nov", "november", "novembris"), ("dec", "dez", "dezember", "decembris")), start=1) for m in ms}
+_SEP = r"\s?[/.\-~]\s?"
+_NUMERIC_DATE = re.compile(rf"(?<![\dA-Za-z])([0-9OolIS]{{1,4}}){_SEP}([0-9OolIS]{{1,2}}){_SEP}([0-9OolIS]{{4}}(?=\d{{1,2}}:\d\d)|[0-9OolIS]{{2,4}}(?![\d]))")
 _NAMED_DATE = re.compile(r"(?<![\d])(\d{1,2})[\s.\-]*([A-Za-z]{3,9})[\s.,\-]*(\d{2,4})(?![\d])")
-
-
-@cache
-def labels() -> dict[str, dict[str, tuple[str, ...]]]:
-    data = tomllib.loads(LABELS.read_text(encoding="utf-8"))
-    return {k: {kk: tuple(fold(v).strip() for v in vs) for kk, vs in d.items()} for k, d in data.items()}
-
-
-@dataclass(frozen=True)
-class Line:
-    words: tuple[Word, ...]
-
-    @property
-    def text(self) -> str:
-        return " ".join(w.text for w in self.words)
-
-    @property
-    def folded(self) -> str:
-        return fold(self.text)
-
-    @property
-    def bbox(self) -> BBox:
-        return BBox.enclosing([w.bbox for w in self.words])
-
-    @property
-    def confidence(self) -> float:
-        return sum(w.confidence for w in self.words) / len(self.words)
-
-    @property
-    def wordlike(self) -> bool:
-        """Read as words, not as noise: most of its letters in words of three letters or more."""
-        long = sum(len(w.text) for w in self.words if sum(c.isalpha() for c in w.text) >= 3)
-        return long >= 0.6 * sum(len(w.text) for w in self.words) and self.confidence >= MIN_NAME_CONFIDENCE
-
-
-def _has(folded: str, phrases: Sequence[str]) -> str | None:
-    return next((p for p in phrases if f" {p} " in folded), None)
-
-
-def _starts(folded: str, phrases: Sequence[str]) -> bool:
-    return any(folded.startswith(f" {p} ") for p in phrases)
-
-
-def _lines(page: ParsedPage) -> list[Line]:
-    return [Line(tuple(sorted(ws, key=lambda w: w.bbox.x0))) for ws in visual_lines(page.words, grow=True)]
-
-
-def _field(name: str, value, conf: float, page: ParsedPage, lines: Sequence[Line]) -> FieldValue:
-    return FieldValue(name=name, value=value, confidence=round(conf, 3), source="ocr" if not page.has_text_layer
-                      else "layout", page_number=page.page_number, bbox=BBox.enclosing([ln.bbox for ln in lines]),
-                      raw_text=" | ".join(ln.text for ln in lines))
+# a registration number in brackets, e.g. (867388-U), (Co. No. 113825-W), {S19537-X): not part of a name
+_REG_NUMBER = re.compile(r"\s*[({]\s*(?:co\.?\s*(?:no|reg)\.?\s*:?\s*)?[^)}]*\d{4,}[^)}]*[)}]?\s*$", re.I)
+_BARE_REG = re.compile(r"\s+[A-Z]{0,2}\d{4,}-[A-Z]\s*$")  # a company number without brackets: 519537-X
+_LEADING_REG = re.compile(r"^\s*[({][^)}]*\d{4,}[^)}]*[)}]\s*")
+_TIME = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?")
+_POSTCODE_TOWN = re.compile(r"^(?:[A-Z]{1,2}[- ]?)?\d{4,5}\s?[A-Za-zÀ-ÿ]{3,}")  # 33100 Paderborn, D-80331 München
+_STREET_NUMBER = re.compile(r"[A-Za-zÀ-ÿ]{3,}\.?\s+\d{1,4}\s?[a-zA-Z]?$")  # Pohlweg 110, Husener Str. 121
+_PHONE = re.compile(r"^\+?[\d()][\d\s()./-]{6,}$")  # +607-357 1177
+_WEB = re.compile(r"\S+@\S+\.\w|www\.|\.com\b|https?:", re.I)
+_SPACED = re.compile(r"(?<!\S)(?:\S[ \u3000]){3,}\S(?!\S)")  # "0 6 / 1 1 / 2 0 1 7"
 
 
 def _letters(text: str) -> int:
     return sum(c.isalpha() for c in text)
 
 
-def _vendor(lines: Sequence[Line], page: ParsedPage) -> tuple[FieldValue | None, int]:
-    """The merchant line and its index (the address follows it)."""
-    lab = labels()
-    head = []
+def _namelike(ln: Line) -> bool:
+    """Read as words, not as noise (a logo) or a number: most of its letters in words of three letters or
+    more (or a company form), letters in most of it, no amount, no case chaos such as "AlLrdD"."""
+    text = _REG_NUMBER.sub("", ln.text)
+    words = text.split()
+    if not words or ln.confidence < MIN_NAME_CONFIDENCE or amounts(text):
+        return False
+    forms = set(labels()["vendor"]["company_forms"])
+    long = sum(len(w) for w in words if _letters(w) >= 3 or fold(w).strip() in forms)
+    chaos = any(sum(a.islower() and b.isupper() for a, b in zip(w, w[1:], strict=False)) >= 2 for w in words)
+    compact = text.replace(" ", "")
+    return long >= 0.6 * len(compact) and _letters(compact) >= 0.5 * len(compact) and not chaos
+
+
+def _form(folded: str) -> str | None:
+    """The company form a line ends in or holds; short forms (GmbH is long, AG short) only at its end."""
+    words = folded.split()
+    for form in labels()["vendor"]["company_forms"]:
+        n = len(form.split())
+        if len(form.replace(" ", "")) > 3 and find(folded, [form]):
+            return form
+        if words[-n:] == form.split():
+            return form
+    return None
+
+
+def _repair_form(text: str) -> str:
+    """A company form at the end of a name misread with digits ("5/8" for S/B) spelled as printed."""
+    tail = re.search(r"(\S+)\s*$", text)
+    if not tail or not any(c.isdigit() for c in tail.group(1)) or _letters(tail.group(1)) > 1:
+        return text
+    fixed = tail.group(1).lower().translate(_LETTERISH)
+    if fold(fixed).strip() in labels()["vendor"]["company_forms"] and len(fold(fixed).strip()) > 2:
+        return text[:tail.start(1)] + fixed.upper()
+    return text
+
+
+def _clean_name(text: str) -> str:
+    return _repair_form(_BARE_REG.sub("", _REG_NUMBER.sub("", _LEADING_REG.sub("", text))).strip(" .,:;"))
+
+
+def _header_end(lines: Sequence[Line]) -> int:
+    """The index of the first line past the merchant's header: a phone, tax-id, date or amount line."""
     for i, ln in enumerate(lines[:HEAD_LINES]):
         f = ln.folded
-        if _starts(f, lab["address"]["stops"]) and i > 0:
-            break
-        if ln.wordlike and _letters(ln.text) >= 0.5 * len(ln.text.replace(" ", "")) \
-                and not _has(f, lab["vendor"]["titles"]):
-            head.append(i)
-    if not head:
-        return None, -1
-    legal = [i for i in head if _has(lines[i].folded, lab["vendor"]["company_forms"])]
-    i = legal[0] if legal else head[0]
+        if i > 0 and not find(f, labels()["vendor"]["titles"], start=True) and _ends_address(ln):
+            return i
+    return min(len(lines), HEAD_LINES)
+
+
+def _ends_address(ln: Line) -> bool:
+    """A phone, tax-id, registration, date, e-mail or web line: the address is above it."""
+    lab, f = labels()["address"], ln.folded
+    return bool(find(f, lab["stops"], start=True, fuzzy=False) or find(f, lab["anywhere"], fuzzy=False)
+                or _date_from(ln.text) or _PHONE.match(ln.text.strip()) or _WEB.search(ln.text))
+
+
+def _addresslike(ln: Line) -> bool:
+    """A street and house number ("Pohlweg 110", "Jalan Pelabur 23/1") or a postcode and town."""
+    text = _REG_NUMBER.sub("", ln.text).strip(" ,.")
+    return bool(_POSTCODE_TOWN.search(text) or _STREET_NUMBER.search(text)
+                or (any(c.isdigit() for c in text) and find(ln.folded, labels()["address"]["street_words"])))
+
+
+def _vendor(lines: Sequence[Line], page: ParsedPage) -> tuple[FieldValue | None, int]:
+    """The merchant line and the index the address follows.
+
+    A legal entity printed in the header wins; else the name printed right above the street; else the
+    header's first name; else, where the header printed only a logo, a legal entity at the foot."""
+    lab = labels()["vendor"]
+    end = _header_end(lines)
+    scan = min(len(lines), HEAD_LINES + 4)
+    names = [i for i in range(scan) if _namelike(lines[i]) and not _addresslike(lines[i])
+             and not find(lines[i].folded, lab["titles"], start=True)
+             and not find(lines[i].folded, lab["not_names"], start=True)]
+    legal = [i for i in names if i < end and _form(fold(_clean_name(lines[i].text)))]
+    street = next((k for k in range(scan) if _addresslike(lines[k])), None)
+    above = [i for i in names if street is not None and i < street]
+    start = -1
+    if legal:
+        i, conf = legal[0], 0.75
+    elif above:
+        i, conf = above[-1], 0.6 if len(above) == 1 else 0.5
+    elif early := [i for i in names if i < end and (street is None or i < street)]:
+        i, conf = early[0], 0.45
+    else:
+        foot = [k for k in range(max(end, len(lines) - FOOT_LINES), len(lines))
+                if _namelike(lines[k]) and _form(fold(_clean_name(lines[k].text)))]
+        if not foot:
+            return None, -1
+        i, conf, start = foot[0], 0.45, (street - 1 if street is not None else -1)  # a logo, then the address
     used = [lines[i]]
-    if legal and i - 1 in head and _letters(_without_forms(lines[i].folded)) < 6:
-        used.insert(0, lines[i - 1])  # "SINNATHAMBY HOLDINGS" above "SDN. BHD": one name on two lines
-    name = _REG_NUMBER.sub("", " ".join(ln.text for ln in used)).strip(" .,:;")
-    return _field("vendor_name", name, 0.7 if legal else 0.5, page, used), i
+    if i in legal and i - 1 in names and not _letters(_without_forms(fold(_clean_name(lines[i].text)))):
+        used.insert(0, lines[i - 1])  # "POPULAR BOOK" above "CO. (M) SDN BHD": one name on two lines
+    name = _clean_name(" ".join(ln.text for ln in used))
+    return field("vendor_name", name, conf, page, used), (i if start == -1 and i < scan else start)
 
 
 def _without_forms(folded: str) -> str:
@@ -129,28 +161,38 @@ def _without_forms(folded: str) -> str:
 
 
 def _address(lines: Sequence[Line], start: int, page: ParsedPage) -> FieldValue | None:
-    lab = labels()
-    block = []
-    for ln in lines[start + 1:start + 1 + ADDRESS_LINES + 2]:
+    lab = labels()["address"]
+    block: list[Line] = []
+    skipped, closed = 0, False
+    for k, ln in enumerate(lines[start + 1:], start + 1):
         f = ln.folded
-        if _starts(f, lab["address"]["stops"]) or _has(f, lab["address"]["anywhere"]) \
-                or _has(f, lab["total"]["payable"]):
-            break
-        text = _REG_NUMBER.sub("", re.sub(r"^\s*[({][^)}]*\d{4,}[^)}]*[)}]\s*", "", ln.text)).strip()
+        text = _REG_NUMBER.sub("", _LEADING_REG.sub("", ln.text)).strip()
         compact = text.replace(" ", "")
-        if not compact or (re.fullmatch(r"[\dA-Z][\dA-Z\-]{3,}\.?", compact) and _letters(compact) <= 2):
-            continue  # a registration number such as 867388-U
-        if _NUMERIC_DATE.search(text) or _NAMED_DATE.search(text):
-            if block:
+        ends = _ends_address(ln)
+        noise = not compact or (re.fullmatch(r"[\dA-Z][\dA-Z\-]{3,}\.?", compact) and _letters(compact) <= 2) \
+            or find(f, lab["prelude"], start=True) or find(f, labels()["vendor"]["titles"], start=True)
+        if block and ends and (any(_addresslike(b) for b in block)
+                               or not any(_addresslike(b) for b in lines[k + 1:k + SKIP_BEFORE_ADDRESS])):
+            closed = True
+            break  # a branch name before the tax-id line is not the address when the street follows
+        if ends or noise:
+            skipped += 1 + len(block)
+            block = []
+            if skipped > SKIP_BEFORE_ADDRESS:
                 break
-            continue  # the date printed between the merchant and its address
+            continue
         block.append(ln)
+        if (country := find(f, lab["countries"])) and f.rstrip().endswith(country):
+            closed = True
+            break  # the country closes an address
         if len(block) == ADDRESS_LINES:
             break
     if not block:
         return None
-    text = " ".join(_REG_NUMBER.sub("", re.sub(r"^\s*[({][^)}]*\d{4,}[^)}]*[)}]\s*", "", ln.text)) for ln in block)
-    return _field("vendor_address", text.strip(), 0.5, page, block)
+    text = " ".join(_REG_NUMBER.sub("", _LEADING_REG.sub("", ln.text)) for ln in block)
+    sure = closed and any(_addresslike(b) for b in block)  # a street or postcode, and a clear end
+    return field("vendor_address", text.strip(), (0.55 if sure else 0.35) - (0.05 if skipped > 1 else 0.0),
+                 page, block)
 
 
 def _digits(text: str) -> str:
@@ -173,9 +215,10 @@ def _plausible_year(year: int) -> tuple[int, bool] | None:
 
 
 def _date_from(text: str) -> tuple[date, bool] | None:
+    text = _SPACED.sub(lambda m: m.group(0).replace(" ", "").replace("\u3000", ""), text)
     for m in _NUMERIC_DATE.finditer(text):
         a, b, c = (_digits(g) for g in m.groups())
-        if not (a.isdigit() and b.isdigit() and c.isdigit()):
+        if not (a + b + c).isdigit() or 3 in (len(a), len(c)) or len(a) == len(c) == 4:
             continue
         if len(a) == 4:
             y, mo, d = int(a), int(b), int(c)
@@ -208,67 +251,15 @@ def _date(lines: Sequence[Line], page: ParsedPage) -> FieldValue | None:
     found = [(i, hit) for i, ln in enumerate(lines) if (hit := _date_from(ln.text))]
     if not found:
         return None
+    lab = labels()["date"]["labels"]
 
-    def rank(item):
-        i, (_, repaired) = item
-        labelled = bool(_has(lines[i].folded, labels()["date"]["labels"]))
-        timed = bool(_TIME.search(lines[i].text))  # a till prints the date with the time
-        return (-(2 * labelled + timed) + repaired, i)
+    def cue(i: int) -> int:
+        return 2 * bool(find(lines[i].folded, lab)) + bool(_TIME.search(lines[i].text))  # a till prints the time
 
-    i, (value, repaired) = min(found, key=rank)
-    sure = _has(lines[i].folded, labels()["date"]["labels"]) or _TIME.search(lines[i].text)
-    conf = (0.8 if sure else 0.6) - (0.3 if repaired else 0.0)
-    return _field("invoice_date", value, conf, page, [lines[i]])
-
-
-def _amounts(text: str) -> list[Decimal]:
-    out = []
-    for m in _AMOUNT.finditer(text):
-        whole = re.sub(r"[.,\s]", "", m.group(1))
-        try:
-            out.append(Decimal(f"{whole}.{m.group(3)}"))
-        except InvalidOperation:
-            continue
-    return out
-
-
-def _line_amount(lines: Sequence[Line], i: int) -> tuple[Decimal, list[Line]] | None:
-    """The amount a label line prints: its rightmost amount, else the next line's first."""
-    amounts = _amounts(_digits_in_amounts(lines[i].text))
-    if amounts:
-        return amounts[-1], [lines[i]]
-    if i + 1 < len(lines) and (nxt := _amounts(_digits_in_amounts(lines[i + 1].text))):
-        return nxt[0], [lines[i], lines[i + 1]]
-    return None
-
-
-def _digits_in_amounts(text: str) -> str:
-    """OCR confusions inside number-like tokens only (S.90 -> 5.90), never in words."""
-    return re.sub(r"\b[0-9OolIS$]*[.,][0-9OolIS]{2}\b", lambda m: _digits(m.group(0)), text)
-
-
-def _total(lines: Sequence[Line], page: ParsedPage) -> FieldValue | None:
-    lab = labels()["total"]
-    candidates: list[tuple[int, Decimal, list[Line]]] = []  # (priority, amount, lines)
-    cash = change = None
-    for i, ln in enumerate(lines):
-        f = ln.folded
-        if (label := _has(f, lab["payable"])) and not _starts(f, lab["not_total"]) and not _has(f, lab["excluding"]):
-            if hit := _line_amount(lines, i):
-                candidates.append((lab["payable"].index(label), hit[0], hit[1]))
-        elif _starts(f, lab["cash"]) and (hit := _line_amount(lines, i)):
-            cash = hit[0]
-        elif _starts(f, lab["change"]) and (hit := _line_amount(lines, i)):
-            change = hit[0]
-    if cash is not None and change is not None:
-        paid = cash - change
-        for _, value, where in candidates:
-            if value == paid:
-                return _field("total", value, 0.9, page, where)
-    if not candidates:
-        return None
-    best = min(candidates, key=lambda c: (c[0], -c[1]))
-    return _field("total", best[1], 0.7, page, best[2])
+    i, (value, repaired) = min(found, key=lambda item: (-cue(item[0]) + item[1][1], item[0]))
+    others = {v for _, (v, _) in found if v != value}
+    conf = (0.85 if cue(i) else 0.6) - (0.3 if repaired else 0.0) - (0.15 if others else 0.0)
+    return field("invoice_date", value, conf, page, [lines[i]])
 
 
 def extract_receipt(pages: Sequence[ParsedPage]) -> dict[str, FieldValue]:
@@ -276,14 +267,14 @@ def extract_receipt(pages: Sequence[ParsedPage]) -> dict[str, FieldValue]:
     if not pages or not pages[0].words:
         return {}
     page = pages[0]
-    lines = _lines(page)
+    lines = page_lines(page)
     found: dict[str, FieldValue] = {}
     vendor, at = _vendor(lines, page)
     if vendor:
         found["vendor_name"] = vendor
         if address := _address(lines, at, page):
             found["vendor_address"] = address
-    for fv in (_date(lines, page), _total(lines, page)):
+    for fv in (_date(lines, page), extract_total(lines, page)):
         if fv:
             found[fv.name] = fv
     return found
