@@ -4,6 +4,11 @@ Code checks what models and parsers are bad at: line amounts against quantity x 
 against the subtotal, subtotal plus tax against the total, the due date against the invoice date; for any
 schema, the checks it declares (pipelines/checks.py) and its own model validators. Each failed check,
 missing key field, low-confidence field or unavailable VLM is a review reason.
+
+Straight through (``needs_review`` false) means: every field's confidence (calibrated: the probability
+of being right, extractors/fields/calibration.py) at least ``REVIEW_CONFIDENCE``, and, for an invoice
+or receipt, its amounts reconciled — an amount check that could not run because a term is missing is
+a reason of its own (:func:`checks_not_run`), never a pass.
 """
 
 from __future__ import annotations
@@ -56,6 +61,20 @@ def invoice_checks(inv: Invoice) -> list[str]:
         reasons.append("total_unreconciled")
     if inv.invoice_date and inv.due_date and inv.due_date < inv.invoice_date:
         reasons.append("due_date_before_invoice_date")
+    return reasons
+
+
+def checks_not_run(inv: Invoice) -> list[str]:
+    """The amount checks that could not run for want of a field: ``unreconciled:no_<field>``.
+
+    A document goes straight through only when its amounts reconcile (subtotal + tax = total, line
+    items sum to the subtotal): a check that could not run is not a pass, so each missing term is a
+    review reason of its own (a missing total is ``missing:total`` already)."""
+    reasons = [f"unreconciled:no_{name}" for name in ("subtotal", "tax_total") if getattr(inv, name) is None]
+    if not inv.line_items:
+        reasons.append("unreconciled:no_line_items")
+    elif any(item.amount is None for item in inv.line_items):
+        reasons.append("unreconciled:line_item_without_amount")
     return reasons
 
 
@@ -196,6 +215,8 @@ def build_extraction(
                         for i, col in _gaps(getattr(obj, name))]
     if isinstance(obj, Invoice):
         reasons += invoice_checks(obj)
+        if not_applicable is None:
+            reasons += checks_not_run(obj)
     reasons += run_checks(obj) + [f"check_failed:{msg}" for msg in failed]
     reasons += [f"low_confidence:{name}" for name, fv in sorted(kept.items()) if fv.confidence < REVIEW_CONFIDENCE]
     if errors:
