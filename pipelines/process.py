@@ -2,9 +2,10 @@
 
 The planned source (doc_id and type read off its bytes when the run planned) is opened once
 (extractors/document.py) and every stage works from that handle: pages (PyMuPDF; tesseract for pages
-without a text layer) -> layout parse -> signals -> route -> fields (layout route) -> VLM stage
-(routed pages) -> validate. Document problems never raise: they come back as a ``failed`` (or
-``partial``) result carrying the reason.
+without a text layer) -> layout parse -> signals -> route -> fields (layout route) -> route again
+(policy v3: doubtful fields escalate their pages) -> budgets -> VLM stage (routed pages) -> validate.
+Document problems never raise: they come back as a ``failed`` (or ``partial``) result carrying the
+reason.
 
 The page loop (renderers, poppler fallback, the page's budget) is :mod:`.pages`.
 """
@@ -20,14 +21,14 @@ from docroute.extractors import doctype as doctype_mod
 from docroute.extractors import layout, layout_pymupdf, pdf
 from docroute.extractors.document import DocumentHandle, SourceFile, open_handle
 from docroute.extractors.layout import LayoutOptions
-from docroute.pipelines import machine
+from docroute.pipelines import machine, route
 from docroute.pipelines.budget import apply_budgets
 from docroute.pipelines.context import RunContext
 from docroute.pipelines.ingest import XML_MIME, display_path, ingest, unreadable_id
 from docroute.pipelines.pages import process_page, read_pages  # noqa: F401  (process_page: one import for callers)
 from docroute.pipelines.redact import redact
 from docroute.pipelines.settings import Settings
-from docroute.pipelines.validate import build_extraction, merge_fields
+from docroute.pipelines.validate import build_extraction, extraction_problems, merge_fields
 from docroute.pipelines.vlm import run_vlm_stage
 from docroute.schemas import (
     Document,
@@ -83,13 +84,15 @@ def _extract_fields(schema: type[TargetSchema], parsed: list[ParsedPage],
                     kind: str = "invoice") -> tuple[dict[str, FieldValue], list[str]]:
     """Layout-path fields (extractors/fields: the invoice rules for ``invoice``, with the receipt rules
     for a document typed ``receipt``; the schema-driven extractor for any other schema, whose labels,
-    types and tables come from the model)."""
+    types and tables come from the model). Invoice fields' confidences are calibrated
+    (extractors/fields/calibration.py: the probability of being right)."""
     from docroute.extractors.fields import extract, schema_fields
+    from docroute.extractors.fields.calibration import calibrate_fields
 
     if schema.schema_name in VLM_ONLY or not schema_fields(schema):
         return {}, [f"no_layout_extractor:{schema.schema_name}"]
-    return extract(schema, parsed, kind), []
-
+    fields = extract(schema, parsed, kind)
+    return (calibrate_fields(fields) if schema.schema_name == "invoice" else fields), []
 
 
 def _unreadable(exc: OSError) -> str:
@@ -143,17 +146,22 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
                     page_errors.append(f"{settings.layout.parser} parser failed, kept PyMuPDF elements: "
                                        f"{type(exc).__name__}: {exc}")
             read = machine.read(doc, pages) if schema.schema_name == "invoice" else machine.MachineRead()
-            if machine.covers_document(read):  # before the budgets: these pages take none of the run's VLM pages
+            covered = machine.covers_document(read)
+            if covered:  # before the budgets: these pages take none of the run's VLM pages
                 pages = [_not_for_vlm(p) for p in pages]
-            pages = apply_budgets(pages, settings.router, document.doc_id, context.budget_file)
-            routed = [p.page_number for p in pages if p.decision.route == "vlm"]
             doctype = doctype_mod.classify([p.parsed for p in pages])
             applies = bool(read.found) or doctype_mod.schema_applies(schema.schema_name, doctype)  # an e-invoice is one
             fields, extra = (_extract_fields(schema, [p.parsed for p in pages], doctype.kind) if applies
                              else ({}, []))
             if not applies and doctype.confidence < doctype_mod.NOT_APPLICABLE_MIN_CONFIDENCE:
                 extra = ["document_type_uncertain"]  # maybe a bill after all: a person decides
+            if applies and not covered and not extra and settings.router.escalate_after_extraction:
+                pages = _escalate(pages, schema, fields)  # policy v3: the second routing step
+            pages = apply_budgets(pages, settings.router, document.doc_id, context.budget_file)
+            routed = [p.page_number for p in pages if p.decision.route == "vlm"]
             vlm = run_vlm_stage(doc, pages, schema, settings.vlm, layout_fields=fields, document_call=applies)
+            if any(route.ESCALATION in p.decision.reasons for p in pages) and vlm.status != "ok":
+                extra = [*extra, route.ESCALATION]  # no VLM (or none left in the budget): the layout result, flagged
     except OSError as exc:  # the file went away or became unreadable after planning
         return _failed(document, _unreadable(exc), t0)
     except pdf.DocumentOpenError as exc:
@@ -175,6 +183,13 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
         pipeline_version=PIPELINE_VERSION, document_type=doctype,
     )
     return redact(result, settings.redact)
+
+
+def _escalate(pages: list[PageResult], schema: type[TargetSchema], fields: dict[str, FieldValue]) -> list[PageResult]:
+    """Router policy v3 after the layout path's fields (route.escalate): doubtful fields send their pages."""
+    problems = extraction_problems(schema, fields)
+    decisions = route.escalate([p.decision for p in pages], problems, [p.page_number for p in pages])
+    return [p if p.decision is d else p.model_copy(update={"decision": d}) for p, d in zip(pages, decisions, strict=True)]
 
 
 def _not_for_vlm(page: PageResult) -> PageResult:

@@ -78,6 +78,34 @@ def checks_not_run(inv: Invoice) -> list[str]:
     return reasons
 
 
+RECONCILE = {"total_mismatch": ("subtotal", "tax_total", "total"), "total_unreconciled": ("total",),
+             "line_items_sum_mismatch": ("line_items", "subtotal"), "unreconciled:no_subtotal": ("subtotal",),
+             "unreconciled:no_tax_total": ("tax_total",), "unreconciled:no_line_items": ("line_items",),
+             "unreconciled:line_item_without_amount": ("line_items",)}
+
+
+def extraction_problems(schema: type[TargetSchema], fields: dict[str, FieldValue]) -> dict[str, tuple[str, float, int | None]]:
+    """What makes the layout path's fields doubtful, per field: (why, confidence, page read from).
+
+    A required field missing, amounts that do not reconcile (or could not be checked), a field under
+    ``REVIEW_CONFIDENCE``: the triggers of the router's second step (route.escalate, policy v3)."""
+    reasons = build_extraction(schema, fields).review_reasons
+    out: dict[str, tuple[str, float, int | None]] = {}
+    for reason in reasons:
+        kind, _, name = reason.partition(":")
+        if kind == "missing" and name in schema.model_fields:
+            out[name] = ("missing", 0.0, None)
+        elif kind == "low_confidence" and name in fields:
+            fv = fields[name]
+            out.setdefault(name, (f"confidence {fv.confidence:.2f} < {REVIEW_CONFIDENCE:.2f}", fv.confidence, fv.page_number))
+        elif reason in RECONCILE or kind == "line_item_amount_mismatch":
+            for f in RECONCILE.get(reason, ("line_items",)):
+                fv = fields.get(f)
+                why = "missing, the amounts cannot be reconciled" if fv is None else f"does not reconcile ({reason})"
+                out.setdefault(f, (why, 0.0, fv.page_number if fv else None))
+    return out
+
+
 def _validate(schema: type[BaseModel], data: dict[str, Any]) -> tuple[BaseModel, list[str], list[str]]:
     """Validate; fields that fail are dropped (null) and reported rather than failing the document.
 
