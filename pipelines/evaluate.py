@@ -17,6 +17,10 @@ Only labelled fields are scored. A field is correct when the normalised predicti
 normalised label (dates as ISO dates, amounts as decimals, text case- and space-insensitive), or
 matches it the way the label's ``match`` says.
 
+Routes: a labelled page route is compared with the first routing step's (a page the escalation after
+extraction alone sent to the VLM counts as ``layout`` there); the labelled documents so escalated are
+counted apart (``escalated_after_extraction``).
+
 Straight through: the labelled documents whose extraction needs no review (``needs_review`` false), and
 how many of their labelled fields are right (a labelled field they lack counts as wrong).
 """
@@ -35,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from docroute.pipelines.route import BUDGET_REASON, ESCALATION
 from docroute.pipelines.sink import read_tables
 
 N_BINS = 10
@@ -178,6 +183,7 @@ class Report:
     ece: float = 0.0
     straight_through: int = 0  # labelled documents with needs_review false
     straight_fields: tuple[int, int] = (0, 0)  # (right, labelled) fields of those documents
+    escalated: int = 0  # labelled documents escalated after extraction (extraction_low_confidence)
     missing_files: list[str] = field(default_factory=list)
 
     @property
@@ -203,6 +209,7 @@ class Report:
             "straight_through": {"documents": self.straight_through, "of": self.documents,
                                  "share": round(self.straight_through / self.documents, 4) if self.documents else 0.0,
                                  "fields_right": self.straight_fields[0], "fields": self.straight_fields[1]},
+            "escalated_after_extraction": self.escalated,
         }
 
 
@@ -220,6 +227,13 @@ def _calibration(points: list[tuple[float, bool]]) -> tuple[list[dict], float]:
         rows.append({"bin": f"{i / N_BINS:.1f}-{(i + 1) / N_BINS:.1f}", "n": len(b),
                      "mean_confidence": round(conf, 4), "accuracy": round(acc, 4)})
     return rows, ece
+
+
+def _first_step(page: dict) -> str:
+    """A page's route from the first routing step (its own signals): route labels are about that; a page
+    sent only by the escalation after extraction (policy v3, counted in ``escalated``) was ``layout`` there."""
+    reasons = set(_seq(page.get("route_reasons")))
+    return "layout" if reasons and reasons <= {ESCALATION, BUDGET_REASON} else page["route"]
 
 
 def evaluate(out: Path, labels: Labels, schema: str = "invoice") -> Report:
@@ -275,10 +289,14 @@ def evaluate(out: Path, labels: Labels, schema: str = "invoice") -> Report:
         report.exact_documents += all_ok
     report.items = (matched, predicted, labelled)
     pages, docs = tables.get("pages"), tables.get("documents")
+    if pages is not None and len(pages) and docs is not None:
+        names = dict(zip(docs["doc_id"], docs["file_name"], strict=True))
+        report.escalated = len({names.get(r["doc_id"]) for r in pages.to_dict("records")
+                                if ESCALATION in _seq(r.get("route_reasons")) and names.get(r["doc_id"]) in labels.fields})
     if labels.routes and pages is not None and len(pages):
         names = dict(zip(docs["doc_id"], docs["file_name"], strict=True))
         predicted_routes: dict[tuple[str, int], str] = {
-            (names.get(r["doc_id"], ""), int(r["page_number"])): r["route"] for r in pages.to_dict("records")
+            (names.get(r["doc_id"], ""), int(r["page_number"])): _first_step(r) for r in pages.to_dict("records")
         }
         confusion: dict[tuple[str, str], int] = defaultdict(int)
         for name, routes in labels.routes.items():

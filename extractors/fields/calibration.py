@@ -9,8 +9,9 @@ and where its words came from (``layout``: a text layer; ``ocr``). A group the f
 values of falls back to ``*/<source>``, then ``*/*``; with no file, or no map at all, the confidence
 is left as it is.
 
-File format: ``{"maps": {"money/ocr": {"x": [raw, ...], "y": [p, ...], "n": values}, ...}, ...}``;
-between knots the map is linear, outside them it is flat (``x`` increasing, ``y`` non-decreasing).
+File format: ``{"maps": {"money/ocr": {"x": [raw, ...], "y": [p, ...], "n": values}, ...}, ...}``: a
+step map, ``y[i]`` from ``x[i]`` (a block's lowest raw value) up to the next ``x`` (``x`` increasing,
+``y`` non-decreasing; below ``x[0]`` the first step).
 """
 
 from __future__ import annotations
@@ -45,14 +46,8 @@ def maps(path: Path = PATH) -> dict[str, dict]:
 
 
 def apply_map(knots: dict, raw: float) -> float:
-    xs, ys = knots["x"], knots["y"]
-    if raw <= xs[0]:
-        return ys[0]
-    if raw >= xs[-1]:
-        return ys[-1]
-    i = bisect_right(xs, raw)
-    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-    return y0 + (y1 - y0) * (raw - x0) / (x1 - x0) if x1 > x0 else y1
+    """The step at ``raw``: the rate of the last block starting at or below it (the first block below all)."""
+    return knots["y"][max(0, bisect_right(knots["x"], raw) - 1)]
 
 
 def calibrated(name: str, source: str, raw: float, table: dict[str, dict] | None = None) -> float:
