@@ -9,7 +9,11 @@ page images, detectors, policy) with the detectors and the policy timed. Printed
 - the cost per page: median and p90 milliseconds of the detectors and the policy on digital pages and
   on page images, beside the page step without them; and what the VLM would see: routed pages, how
   many go as crops, and the image area sent as a share of sending every page whole;
-- every page the router got wrong, with its explanation.
+- every page the router got wrong, with its explanation;
+- the second routing step (policy v3, escalation after extraction): each labelled file goes through the
+  whole pipeline (``process_document``, no VLM) and the documents whose layout fields escalate them to
+  the VLM (reason ``extraction_low_confidence``) are counted, with the fields named. The page-level
+  figures above are the first step alone (``process_page``), as before; ``--no-documents`` skips this.
 
     python bench/router_eval.py [--subset all|fast] [--jobs 2] [--only icdar2013] [--json out.json]
 
@@ -102,6 +106,49 @@ def evaluate_page(label: dict) -> dict:
         "digital": result.parsed.has_text_layer, "ms_total": total, "ms_detect": _timers.get("detect", 0.0),
         "ms_route": _timers.get("route", 0.0), "regions": len(d.regions),
     }
+
+
+def evaluate_document(file: str) -> dict:
+    """One labelled file through the whole pipeline: is it escalated after extraction, for which fields?"""
+    from docroute.pipelines.process import process_document
+    from docroute.pipelines.route import ESCALATION
+    from docroute.pipelines.settings import Settings
+
+    path = resolve(file)
+    if not path.exists():
+        return {"file": file, "missing": True}
+    result = process_document(path, Settings(workers=1))
+    named: set[str] = set()
+    for p in result.pages:
+        if ESCALATION in p.decision.reasons:
+            why = p.decision.explanation.split(f"{ESCALATION}: ", 1)[1].split(" (would be")[0]
+            named |= {part.split(" ", 1)[0] for part in why.split("; ")}
+    kind = result.document_type.kind if result.document_type else None
+    return {"file": file, "document_type": kind, "escalated": bool(named), "fields": sorted(named)}
+
+
+def escalations(labels: list[dict], jobs: int = 1) -> dict:
+    files = sorted({lab["file"] for lab in labels})
+    if jobs <= 1:
+        rows = [evaluate_document(f) for f in files]
+    else:
+        with get_context("spawn").Pool(jobs) as pool:
+            rows = pool.map(evaluate_document, files, chunksize=1)
+    rows = [r for r in rows if not r.get("missing")]
+    return {"documents": len(rows), "escalated": sum(r["escalated"] for r in rows),
+            "by_type": {str(k): [sum(r["escalated"] for r in rows if str(r["document_type"]) == str(k)),
+                                 sum(str(r["document_type"]) == str(k) for r in rows)]
+                        for k in sorted({str(r["document_type"]) for r in rows})},
+            "fields": dict(Counter(f for r in rows for f in r["fields"]).most_common()), "rows": rows}
+
+
+def report_escalations(e: dict) -> str:
+    out = ["", f"escalation after extraction (policy v3, whole documents, no VLM): {e['escalated']} of "
+               f"{e['documents']} labelled files escalated (extraction_low_confidence)"]
+    for kind, (escalated, n) in e["by_type"].items():
+        out.append(f"  {kind:<8} {escalated} of {n}")
+    out.append("  fields named: " + ", ".join(f"{f} {n}" for f, n in e["fields"].items()))
+    return "\n".join(out)
 
 
 def run(labels: list[dict], jobs: int = 1) -> list[dict]:
@@ -214,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="only label files whose path contains this")
     ap.add_argument("--labels", type=Path, default=LABELS)
     ap.add_argument("--json", type=Path, help="also write the metrics (and per-page rows) as JSON here")
+    ap.add_argument("--no-documents", action="store_true", help="skip the documents pass (escalation after extraction)")
     args = ap.parse_args(argv)
     labels = load_labels(args.labels, args.subset, args.only)
     t0 = time.perf_counter()
@@ -221,8 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     m = metrics(rows)
     print(report(m))
     print(f"\n({len(rows)} pages in {time.perf_counter() - t0:.0f} s with {args.jobs} job(s))")
+    e = None
+    if not args.no_documents:
+        t0 = time.perf_counter()
+        e = escalations(labels, args.jobs)
+        print(report_escalations(e))
+        print(f"\n({e['documents']} documents in {time.perf_counter() - t0:.0f} s with {args.jobs} job(s))")
     if args.json:
-        args.json.write_text(json.dumps({"metrics": m, "rows": rows}, indent=1, default=str))
+        args.json.write_text(json.dumps({"metrics": m, "rows": rows, "escalations": e}, indent=1, default=str))
     return 0
 
 

@@ -107,6 +107,9 @@ def print_eval(console: Console, report) -> None:
     table.add_row("[bold]overall", str(o.labelled), str(o.predicted), str(o.correct), f"{o.precision:.2f}", f"{o.recall:.2f}")
     console.print(table)
     console.print(f"documents with every labelled field right: {report.exact_documents}/{report.documents}")
+    right, scored = report.straight_fields
+    console.print(f"straight through (needs_review false): {report.straight_through}/{report.documents}; "
+                  f"their labelled fields right: {right}/{scored}; escalated after extraction: {report.escalated}")
     m, p, g = report.items
     console.print(f"line items: {m} matched of {p} predicted and {g} labelled")
     if report.confusion:

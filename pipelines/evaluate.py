@@ -3,14 +3,26 @@
 Label formats (documented in the README):
 
 - JSON: ``{"documents": [{"file": "a.pdf", "fields": {"invoice_number": "...", "total": "12.50",
-  "line_items": [{"description": ..., "amount": ...}]}, "routes": ["layout", "vlm"]}]}``
+  "line_items": [{"description": ..., "amount": ...}]}, "routes": ["layout", "vlm"],
+  "match": {"vendor_name": "similar:0.9"}}]}``; ``match`` (optional, per field) loosens the comparison
+  for labels that are not printed verbatim: ``similar:R`` (rapidfuzz ratio of the case- and
+  space-folded texts at least R), ``token_set:R`` (rapidfuzz token-set ratio at least R), ``contains``
+  (the label, spaces removed, inside the prediction), ``id`` (a leading ``#`` ignored on both sides).
 - CSV with columns ``file,field,value``: ``field`` is a schema field, ``line_items`` (value: a JSON
   list) or ``route:<page>`` (value ``layout`` or ``vlm``).
 - A folder of docroute ``*.expected.json`` files (the format of ``sample_docs/``: the ``invoice`` key, or
   ``fields`` for another schema as in ``sample_docs/other/``).
 
 Only labelled fields are scored. A field is correct when the normalised prediction equals the
-normalised label (dates as ISO dates, amounts as decimals, text case- and space-insensitive).
+normalised label (dates as ISO dates, amounts as decimals, text case- and space-insensitive), or
+matches it the way the label's ``match`` says.
+
+Routes: a labelled page route is compared with the first routing step's (a page the escalation after
+extraction alone sent to the VLM counts as ``layout`` there); the labelled documents so escalated are
+counted apart (``escalated_after_extraction``).
+
+Straight through: the labelled documents whose extraction needs no review (``needs_review`` false), and
+how many of their labelled fields are right (a labelled field they lack counts as wrong).
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from docroute.pipelines.route import BUDGET_REASON, ESCALATION
 from docroute.pipelines.sink import read_tables
 
 N_BINS = 10
@@ -36,12 +49,14 @@ N_BINS = 10
 class Labels:
     fields: dict[str, dict[str, Any]]  # file name -> field -> value
     routes: dict[str, list[str]]  # file name -> route per page
+    match: dict[str, dict[str, str]] = field(default_factory=dict)  # file name -> field -> match rule
 
 
 def load_labels(path: Path) -> Labels:
     path = Path(path)
     fields: dict[str, dict[str, Any]] = defaultdict(dict)
     routes: dict[str, list[str]] = {}
+    match: dict[str, dict[str, str]] = {}
     if path.is_dir():
         for f in sorted(path.glob("*.expected.json")):
             exp = json.loads(f.read_text())
@@ -68,7 +83,9 @@ def load_labels(path: Path) -> Labels:
             fields[doc["file"]].update(doc.get("fields") or {})
             if doc.get("routes"):
                 routes[doc["file"]] = list(doc["routes"])
-    return Labels(fields=dict(fields), routes=routes)
+            if doc.get("match"):
+                match[doc["file"]] = dict(doc["match"])
+    return Labels(fields=dict(fields), routes=routes, match=match)
 
 
 def _norm(value: Any) -> Any:
@@ -90,6 +107,27 @@ def _norm(value: Any) -> Any:
         pass
     is_iso_date = len(text) >= 10 and text[:4].isdigit() and text[4] == "-" and text[7] == "-"
     return text[:10] if is_iso_date else text
+
+
+def _fold(value: Any) -> str:
+    return " ".join(str(value).split()).casefold()
+
+
+def field_right(got: Any, want: Any, rule: str | None = None) -> bool:
+    """Is the prediction ``got`` right for the label ``want``, compared as ``rule`` says (see above)?"""
+    if _norm(got) is None:
+        return False
+    if rule is None or rule == "exact":
+        return _norm(got) == _norm(want)
+    if rule == "id":
+        return _norm(_fold(got).lstrip("#").strip()) == _norm(_fold(want).lstrip("#").strip())
+    if rule == "contains":
+        return _fold(want).replace(" ", "") in _fold(got).replace(" ", "")
+    from rapidfuzz import fuzz
+
+    kind, _, at_least = rule.partition(":")
+    ratio = {"similar": fuzz.ratio, "token_set": fuzz.token_set_ratio}[kind]
+    return ratio(_fold(got), _fold(want)) >= float(at_least) * 100
 
 
 def _seq(value: Any) -> list:
@@ -143,6 +181,9 @@ class Report:
     confusion: dict[tuple[str, str], int] = field(default_factory=dict)  # (label, predicted) -> pages
     calibration: list[dict] = field(default_factory=list)
     ece: float = 0.0
+    straight_through: int = 0  # labelled documents with needs_review false
+    straight_fields: tuple[int, int] = (0, 0)  # (right, labelled) fields of those documents
+    escalated: int = 0  # labelled documents escalated after extraction (extraction_low_confidence)
     missing_files: list[str] = field(default_factory=list)
 
     @property
@@ -165,6 +206,10 @@ class Report:
             "line_items": dict(zip(("matched", "predicted", "labelled"), self.items, strict=True)),
             "router_confusion": [{"label": k[0], "predicted": k[1], "pages": v} for k, v in sorted(self.confusion.items())],
             "calibration": self.calibration, "ece": round(self.ece, 4), "missing_files": self.missing_files,
+            "straight_through": {"documents": self.straight_through, "of": self.documents,
+                                 "share": round(self.straight_through / self.documents, 4) if self.documents else 0.0,
+                                 "fields_right": self.straight_fields[0], "fields": self.straight_fields[1]},
+            "escalated_after_extraction": self.escalated,
         }
 
 
@@ -182,6 +227,13 @@ def _calibration(points: list[tuple[float, bool]]) -> tuple[list[dict], float]:
         rows.append({"bin": f"{i / N_BINS:.1f}-{(i + 1) / N_BINS:.1f}", "n": len(b),
                      "mean_confidence": round(conf, 4), "accuracy": round(acc, 4)})
     return rows, ece
+
+
+def _first_step(page: dict) -> str:
+    """A page's route from the first routing step (its own signals): route labels are about that; a page
+    sent only by the escalation after extraction (policy v3, counted in ``escalated``) was ``layout`` there."""
+    reasons = set(_seq(page.get("route_reasons")))
+    return "layout" if reasons and reasons <= {ESCALATION, BUDGET_REASON} else page["route"]
 
 
 def evaluate(out: Path, labels: Labels, schema: str = "invoice") -> Report:
@@ -203,6 +255,9 @@ def evaluate(out: Path, labels: Labels, schema: str = "invoice") -> Report:
             continue
         report.documents += 1
         confidence = dict(_seq(row.get("field_confidence")))
+        rules = labels.match.get(name, {})
+        straight = row.get("needs_review") in (False, 0)  # a numpy bool; NaN (no value) is not straight through
+        report.straight_through += straight
         all_ok = True
         for key, want in gold.items():
             if key == "line_items" or isinstance(want, list):
@@ -221,8 +276,11 @@ def evaluate(out: Path, labels: Labels, schema: str = "invoice") -> Report:
                 continue
             score.labelled += 1
             got = _norm(row.get(key))
-            ok = got is not None and got == _norm(want)
+            ok = field_right(row.get(key), want, rules.get(key))
             all_ok &= ok
+            if straight:
+                right, scored = report.straight_fields
+                report.straight_fields = (right + ok, scored + 1)
             if got is not None:
                 score.predicted += 1
                 score.correct += ok
@@ -231,10 +289,14 @@ def evaluate(out: Path, labels: Labels, schema: str = "invoice") -> Report:
         report.exact_documents += all_ok
     report.items = (matched, predicted, labelled)
     pages, docs = tables.get("pages"), tables.get("documents")
+    if pages is not None and len(pages) and docs is not None:
+        names = dict(zip(docs["doc_id"], docs["file_name"], strict=True))
+        report.escalated = len({names.get(r["doc_id"]) for r in pages.to_dict("records")
+                                if ESCALATION in _seq(r.get("route_reasons")) and names.get(r["doc_id"]) in labels.fields})
     if labels.routes and pages is not None and len(pages):
         names = dict(zip(docs["doc_id"], docs["file_name"], strict=True))
         predicted_routes: dict[tuple[str, int], str] = {
-            (names.get(r["doc_id"], ""), int(r["page_number"])): r["route"] for r in pages.to_dict("records")
+            (names.get(r["doc_id"], ""), int(r["page_number"])): _first_step(r) for r in pages.to_dict("records")
         }
         confusion: dict[tuple[str, str], int] = defaultdict(int)
         for name, routes in labels.routes.items():

@@ -16,6 +16,13 @@ Rules (thresholds in :class:`RouterOptions`):
   fewer than ``ocr_min_words`` words on a page with ink (unless a routed chart covers the page); or
   more than ``ocr_unread_print_max`` of the text-sized ink in print that OCR left unread.
 
+Policy v3 adds a second step, after the layout path has read the document's fields (:func:`escalate`):
+``extraction_low_confidence`` sends to the VLM a document whose extraction misses a required field,
+does not reconcile, or has a field under the review confidence; its ``why`` names the fields. The
+pages sent are those the named fields were read from (the first and last page for a field that was not
+found), whole; their value for the budgets is 1 - the lowest confidence among their named fields (a
+missing one counts 0). Without a VLM the document keeps its layout result, flagged with the reason.
+
 Budgets (``max_vlm_pages_per_document``, ``max_vlm_pages_per_run``) are applied after routing by
 :func:`apply_budget`: routed pages are ranked by value (their best routed region's score), the most
 valuable keep the VLM, and the others go back to the layout route with the reason
@@ -30,10 +37,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from docroute.schemas import BBox, PageSignals, Region, RouteDecision, RoutedRegion
 
-POLICY_VERSION = "2"
+POLICY_VERSION = "3"
 REASONS = ("handwriting", "complex_table", "chart", "low_ocr_confidence")
 REASON_OF_KIND = {"handwriting": "handwriting", "table": "complex_table", "chart": "chart", "text": "low_ocr_confidence"}
 BUDGET_REASON = "budget_exceeded"
+ESCALATION = "extraction_low_confidence"  # policy v3: the second step, after the layout path's fields
 
 
 class RouterOptions(BaseModel):
@@ -53,6 +61,7 @@ class RouterOptions(BaseModel):
     page_share_for_whole_page: float = Field(0.5, ge=0, le=1, description="send the whole page, not crops, when routed regions cover more than this share of it")
     max_vlm_pages_per_document: int | None = Field(None, ge=0, description="VLM pages per document at most; the most valuable pages go first (None: no cap)")
     max_vlm_pages_per_run: int | None = Field(None, ge=0, description="VLM pages per run at most, granted to documents as they finish routing (None: no cap)")
+    escalate_after_extraction: bool = Field(True, description="send a document whose layout extraction misses a required field, does not reconcile or has a field under the review confidence to the VLM (reason extraction_low_confidence)")
 
 
 def _handwriting(r: Region, t: RouterOptions) -> tuple[bool, str]:
@@ -179,11 +188,42 @@ def decide(signals: PageSignals | dict[str, float], thresholds: RouterOptions, r
     )
 
 
+# --- policy v3: escalation after extraction --------------------------------------------------------
+
+def escalate(decisions: Sequence[RouteDecision], problems: dict[str, tuple[str, float, int | None]],
+             page_numbers: Sequence[int]) -> list[RouteDecision]:
+    """The second routing step: ``problems`` (field -> (why, confidence, page read from or None)) send
+    their pages to the VLM with the reason :data:`ESCALATION`; a page already routed gets the reason too
+    (the document call then reads it). No problems: the decisions as they are."""
+    if not problems or not page_numbers:
+        return list(decisions)
+    wanted: dict[int, list[str]] = {}
+    for name, (_why, _conf, page) in sorted(problems.items()):
+        for n in [page] if page in page_numbers else sorted({page_numbers[0], page_numbers[-1]}):
+            wanted.setdefault(n, []).append(name)
+    out = list(decisions)
+    for i, n in enumerate(page_numbers):
+        if n not in wanted:
+            continue
+        d, names = decisions[i], wanted[n]
+        value = round(1.0 - min(problems[f][1] for f in names), 4)
+        why = f"{ESCALATION}: " + "; ".join(f"{f} {problems[f][0]}" for f in names)
+        out[i] = d.model_copy(update={
+            "route": "vlm", "reasons": (*d.reasons, ESCALATION), "scores": {**d.scores, ESCALATION: value},
+            "explanation": why if d.route != "vlm" else f"{d.explanation}; {why}",
+            "policy_version": POLICY_VERSION, "vlm_scope": "page"})
+    return out
+
+
 # --- budgets -------------------------------------------------------------------------------------
 
 def page_value(decision: RouteDecision) -> float:
-    """What sending a page to the VLM is worth: its best routed region's score (0 when not routed)."""
-    return max((r.score for r in decision.regions if r.route == "vlm"), default=1.0 if decision.route == "vlm" else 0.0)
+    """What sending a page to the VLM is worth: its best routed region's score, or its escalation's
+    (policy v3); 0 when not routed."""
+    best = max((r.score for r in decision.regions if r.route == "vlm"), default=None)
+    if ESCALATION in decision.scores and decision.route == "vlm":
+        best = max(best or 0.0, decision.scores[ESCALATION])
+    return best if best is not None else (1.0 if decision.route == "vlm" else 0.0)
 
 
 def demote(decision: RouteDecision, why: str) -> RouteDecision:

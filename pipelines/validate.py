@@ -5,6 +5,11 @@ against the subtotal, subtotal plus tax against the total, the amount due agains
 credit notes' negative amounts aside), the due date against the invoice date; for any
 schema, the checks it declares (pipelines/checks.py) and its own model validators. Each failed check,
 missing key field, low-confidence field or unavailable VLM is a review reason.
+
+Straight through (``needs_review`` false) means: every field's confidence (calibrated: the probability
+of being right, extractors/fields/calibration.py) at least ``REVIEW_CONFIDENCE``, and, for an invoice
+or receipt, its amounts reconciled — an amount check that could not run because a term is missing is
+a reason of its own (:func:`checks_not_run`), never a pass.
 """
 
 from __future__ import annotations
@@ -61,6 +66,48 @@ def invoice_checks(inv: Invoice) -> list[str]:
     if inv.invoice_date and inv.due_date and inv.due_date < inv.invoice_date:
         reasons.append("due_date_before_invoice_date")
     return reasons
+
+
+def checks_not_run(inv: Invoice) -> list[str]:
+    """The amount checks that could not run for want of a field: ``unreconciled:no_<field>``.
+
+    A document goes straight through only when its amounts reconcile (subtotal + tax = total, line
+    items sum to the subtotal): a check that could not run is not a pass, so each missing term is a
+    review reason of its own (a missing total is ``missing:total`` already)."""
+    reasons = [f"unreconciled:no_{name}" for name in ("subtotal", "tax_total") if getattr(inv, name) is None]
+    if not inv.line_items:
+        reasons.append("unreconciled:no_line_items")
+    elif any(item.amount is None for item in inv.line_items):
+        reasons.append("unreconciled:line_item_without_amount")
+    return reasons
+
+
+RECONCILE = {"total_mismatch": ("subtotal", "tax_total", "total"), "total_unreconciled": ("total",),
+             "line_items_sum_mismatch": ("line_items", "subtotal"), "unreconciled:no_subtotal": ("subtotal",),
+             "unreconciled:no_tax_total": ("tax_total",), "unreconciled:no_line_items": ("line_items",),
+             "unreconciled:line_item_without_amount": ("line_items",)}
+
+
+def extraction_problems(schema: type[TargetSchema], fields: dict[str, FieldValue]) -> dict[str, tuple[str, float, int | None]]:
+    """What makes the layout path's fields doubtful, per field: (why, confidence, page read from).
+
+    A required field missing, amounts that do not reconcile (or could not be checked), a field under
+    ``REVIEW_CONFIDENCE``: the triggers of the router's second step (route.escalate, policy v3)."""
+    reasons = build_extraction(schema, fields).review_reasons
+    out: dict[str, tuple[str, float, int | None]] = {}
+    for reason in reasons:
+        kind, _, name = reason.partition(":")
+        if kind == "missing" and name in schema.model_fields:
+            out[name] = ("missing", 0.0, None)
+        elif kind == "low_confidence" and name in fields:
+            fv = fields[name]
+            out.setdefault(name, (f"confidence {fv.confidence:.2f} < {REVIEW_CONFIDENCE:.2f}", fv.confidence, fv.page_number))
+        elif reason in RECONCILE or kind == "line_item_amount_mismatch":
+            for f in RECONCILE.get(reason, ("line_items",)):
+                fv = fields.get(f)
+                why = "missing, the amounts cannot be reconciled" if fv is None else f"does not reconcile ({reason})"
+                out.setdefault(f, (why, 0.0, fv.page_number if fv else None))
+    return out
 
 
 def _validate(schema: type[BaseModel], data: dict[str, Any]) -> tuple[BaseModel, list[str], list[str]]:
@@ -200,6 +247,8 @@ def build_extraction(
                         for i, col in _gaps(getattr(obj, name))]
     if isinstance(obj, Invoice):
         reasons += invoice_checks(obj)
+        if not_applicable is None:
+            reasons += checks_not_run(obj)
     reasons += run_checks(obj) + [f"check_failed:{msg}" for msg in failed]
     reasons += [f"low_confidence:{name}" for name, fv in sorted(kept.items()) if fv.confidence < REVIEW_CONFIDENCE]
     if errors:

@@ -66,8 +66,11 @@ def test_pages_routes_and_text(sample_run):
         by_file.setdefault(r[0], []).append(r)
     for name, pages in by_file.items():
         case = EXPECTED[name]
-        assert [p[2] for p in pages] == case["expected_route"], name
-        assert [sorted(p[3]) for p in pages] == [sorted(x) for x in case["expected_reasons"]], name
+        # the first routing step as expected; the escalation after extraction (policy v3) may add its reason
+        first = [sorted(set(p[3]) - {"extraction_low_confidence"}) for p in pages]
+        assert first == [sorted(x) for x in case["expected_reasons"]], name
+        assert [p[2] == "vlm" for p in pages] == [r == "vlm" or "extraction_low_confidence" in p[3]
+                                                  for r, p in zip(case["expected_route"], pages, strict=True)], name
         assert [p[6] for p in pages] == case["has_text_layer"], name
         for p in pages:
             assert p[4] == ("unavailable" if p[2] == "vlm" else "not_routed")

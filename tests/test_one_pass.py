@@ -74,7 +74,6 @@ def test_each_file_is_hashed_once_and_opened_once(scanned_with_handwriting, monk
     monkeypatch.setattr(builtins, "open", opener)
     monkeypatch.setattr(Path, "open", path_open)
     monkeypatch.setattr(ocr, "ocr_words", ocr_words)
-    monkeypatch.setattr("docroute.pipelines.process.ocr.ocr_words", ocr_words)
 
     the_plan = batch.plan(str(path.parent), {})
     assert calls == {"sha256": 1, "read": 1}, "planning hashes the file once, in one read"

@@ -112,6 +112,25 @@ def test_document_budget_keeps_the_most_valuable_pages_and_says_what_was_left_ou
     assert route.apply_budget(decisions, 0)[1].route == "layout"
 
 
+def test_escalation_after_extraction_names_the_fields_and_the_budget_ranks_it():
+    """Policy v3: doubtful fields send the pages they were read from; a missing one the first and last."""
+    pages = [route.decide(PAGE, T, [], n) for n in (1, 2, 3)]
+    problems = {"total": ("confidence 0.41 < 0.60", 0.41, 2), "invoice_number": ("missing", 0.0, None)}
+    out = route.escalate(pages, problems, [1, 2, 3])
+    assert [d.route for d in out] == ["vlm", "vlm", "vlm"] and all(d.vlm_scope == "page" for d in out)
+    assert all(d.reasons == (route.ESCALATION,) and d.policy_version == "3" for d in out)
+    assert out[1].explanation == "extraction_low_confidence: total confidence 0.41 < 0.60"
+    assert "invoice_number missing" in out[0].explanation and "total" not in out[0].explanation
+    assert [d.scores[route.ESCALATION] for d in out] == [1.0, 0.59, 1.0]
+    assert route.escalate(pages, {}, [1, 2, 3]) == pages
+    kept = route.apply_budget(out, 1)  # the most valuable first: a missing field over a doubtful one
+    assert [d.route for d in kept] == ["vlm", "layout", "layout"]
+    assert kept[1].reasons == (route.ESCALATION, "budget_exceeded") and "total" in kept[1].explanation
+    chart = route.decide(PAGE, T, [_chart(0.7, (50, 50, 150, 150))], 1)  # already routed: the reason joins
+    both = route.escalate([chart], {"total": ("missing", 0.0, None)}, [1])[0]
+    assert both.reasons == ("chart", route.ESCALATION) and both.explanation.startswith("chart: ")
+
+
 def _reserve(args):
     path, doc = args
     return RunBudget(Path(path)).reserve(doc, 3)[0]

@@ -6,7 +6,7 @@ import json
 from datetime import date
 from decimal import Decimal
 
-from docroute.pipelines.validate import build_extraction, invoice_checks
+from docroute.pipelines.validate import REVIEW_CONFIDENCE, build_extraction, invoice_checks
 from docroute.schemas import BBox, FieldValue
 from docroute.schemas.targets import Invoice, LineItem
 
@@ -103,3 +103,26 @@ def test_a_total_nothing_reconciles_is_not_a_pass():
     assert invoice_checks(by_lines) == [], "line items plus tax reconcile a total without a subtotal"
     assert invoice_checks(Invoice(total=Decimal("36.00"), line_items=[LineItem(amount=Decimal("10.00")),
                                                                        LineItem(amount=None)])) == ["total_unreconciled"]
+
+
+def test_a_missing_subtotal_or_tax_is_never_straight_through():
+    """Straight through needs the amounts reconciled; a check that could not run is a named reason."""
+    for gone, reason in (("subtotal", "unreconciled:no_subtotal"), ("tax_total", "unreconciled:no_tax_total"),
+                         ("line_items", "unreconciled:no_line_items")):
+        f = consistent_fields()
+        del f[gone]
+        ex = build_extraction(Invoice, f)
+        assert ex.needs_review and reason in ex.review_reasons, (gone, ex.review_reasons)
+    f = consistent_fields()
+    f["line_items"] = fv("line_items", [{"description": "a", "amount": Decimal("30.00")}, {"description": "b"}])
+    assert "unreconciled:line_item_without_amount" in build_extraction(Invoice, f).review_reasons
+    # a document the schema does not describe (a letter) has nothing to reconcile
+    assert not any(r.startswith("unreconciled") for r in build_extraction(Invoice, {}, not_applicable="other").review_reasons)
+
+
+def test_a_reconciled_confident_invoice_goes_straight_through_and_a_doubtful_field_stops_it():
+    assert build_extraction(Invoice, consistent_fields()).needs_review is False
+    f = consistent_fields()
+    f["vendor_name"] = fv("vendor_name", "ACME GmbH", conf=REVIEW_CONFIDENCE - 0.01)
+    ex = build_extraction(Invoice, f)
+    assert ex.needs_review and ex.review_reasons == ("low_confidence:vendor_name",)

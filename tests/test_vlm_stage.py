@@ -207,7 +207,8 @@ def test_pipeline_with_the_tiny_transformers_model():
     # a scanned invoice whose OCR the router doubts (a strict threshold): the document call reads it whole
     strict = tiny_settings(router=RouterOptions(ocr_mean_conf_min=0.99))
     result = process_document(SAMPLES / "invoice_scanned.pdf", strict)
-    assert result.document_type.kind == "invoice" and result.pages[0].decision.reasons == ("low_ocr_confidence",)
+    assert result.document_type.kind == "invoice" and result.pages[0].decision.reasons[0] == "low_ocr_confidence"
+    assert set(result.pages[0].decision.reasons) <= {"low_ocr_confidence", "extraction_low_confidence"}  # + v3
     invoice = result.extractions[0]
     raw = json.loads(invoice.raw_json)
     assert set(raw) >= {"layout", "vlm", "merged_from", "vlm_call"} and raw["vlm_call"]["status"] == "ok"
@@ -283,3 +284,72 @@ def test_a_model_folder_alone_turns_the_vlm_on_and_the_summary_says_which(monkey
     said = vlm_in_use(settings, totals)
     assert said.startswith("none: ") and "not a local folder" in said
     assert totals.vlm_why == {"unavailable": 1} and totals.counts()["vlm_unanswered"] == 1
+
+
+# ------------------------------------------------------------- escalation after extraction (policy v3)
+
+def _short_invoice(path: Path) -> Path:
+    """An invoice that prints no subtotal, tax or items: its total cannot be reconciled."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    for i, line in enumerate(("ACME Tools GmbH", "Hauptstrasse 1, 10115 Berlin", "", "INVOICE",
+                              "Invoice number: INV-2024-0042", "Invoice date: 15.03.2024", "",
+                              "Consulting services, March 2024", "", "Total: 120.00 EUR")):
+        page.insert_text((72, 72 + 18 * i), line, fontsize=11)
+    doc.save(path)
+    return path
+
+
+def test_a_doubtful_extraction_reaches_the_vlm_with_the_reason_and_the_fields(tmp_path):
+    from docroute.pipelines.route import ESCALATION
+
+    result = process_document(_short_invoice(tmp_path / "short.pdf"), tiny_settings())
+    page = result.pages[0]
+    assert page.decision.route == "vlm" and page.decision.reasons == (ESCALATION,) and page.decision.vlm_scope == "page"
+    assert page.decision.policy_version == "3"
+    why = page.decision.explanation
+    assert why.startswith(f"{ESCALATION}: ") and all(f in why for f in ("subtotal", "tax_total", "line_items"))
+    assert page.vlm_status == "ok"
+    invoice = result.extractions[0]
+    raw = json.loads(invoice.raw_json)
+    assert raw["vlm_call"]["status"] == "ok" and raw["vlm_call"]["pages"] == [1] and raw["routed_pages"] == [1]
+    assert raw["layout"]["invoice_number"]["value"] == "INV-2024-0042" and "vlm" in raw
+    assert ESCALATION not in invoice.review_reasons, "the VLM answered: its result is validated on its own"
+
+
+def test_escalation_keeps_to_the_budgets(tmp_path):
+    from docroute.pipelines.budget import RunBudget
+    from docroute.pipelines.context import RunContext
+    from docroute.pipelines.route import ESCALATION, RouterOptions
+
+    path = _short_invoice(tmp_path / "short.pdf")
+    layout_only = process_document(path, Settings(workers=1)).extractions[0]
+    capped = process_document(path, tiny_settings(router=RouterOptions(max_vlm_pages_per_document=0)))
+    ledger = RunBudget.create(tmp_path / "_budget" / "run.json", 0)
+    spent = process_document(path, tiny_settings(), RunContext(run_id="r", budget_file=ledger.path))
+    for result, budget in ((capped, "document budget of 0"), (spent, "run budget of 0")):
+        page = result.pages[0]
+        assert page.decision.route == "layout" and page.decision.reasons == (ESCALATION, "budget_exceeded")
+        assert budget in page.decision.explanation and "subtotal" in page.decision.explanation
+        assert page.vlm_status == "not_routed"
+        ex = result.extractions[0]
+        assert ESCALATION in ex.review_reasons and "vlm_call" not in json.loads(ex.raw_json)
+        assert ex.data == layout_only.data
+    assert ledger.state()["wanted"] == {spent.document.doc_id: 1}
+
+
+def test_without_a_vlm_an_escalated_document_keeps_its_layout_values_flagged(tmp_path):
+    from docroute.pipelines.route import ESCALATION, RouterOptions
+
+    path = _short_invoice(tmp_path / "short.pdf")
+    result = process_document(path, Settings(workers=1))
+    page, ex = result.pages[0], result.extractions[0]
+    assert page.decision.route == "vlm" and ESCALATION in page.decision.reasons and page.vlm_status == "unavailable"
+    assert {ESCALATION, "vlm_unavailable", "unreconciled:no_subtotal"} <= set(ex.review_reasons)
+    assert ex.data["invoice_number"] == "INV-2024-0042" and ex.data["total"] == Decimal("120.00")
+    assert {f.source for f in ex.fields.values()} == {"layout"}
+    off = process_document(path, Settings(workers=1, router=RouterOptions(escalate_after_extraction=False)))
+    assert off.pages[0].decision.route == "layout" and ESCALATION not in off.extractions[0].review_reasons
+    assert off.extractions[0].data == ex.data

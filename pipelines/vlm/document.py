@@ -1,7 +1,8 @@
 """The document's own schema (an invoice page -> :class:`Invoice`): whole pages, one call.
 
 Crop rule: the document goes to the VLM when a routed page asks for it (its text could not be read: low
-OCR confidence, or a routed region has no processor of its own or targets the document's schema), when
+OCR confidence; the layout path's fields read from it are doubtful: ``extraction_low_confidence``, policy
+v3; or a routed region has no processor of its own or targets the document's schema), when
 the layout path read a field of it from a routed page, or when the layout path found no field at all.
 Its pages go in one call (all of them when they fit ``vlm.max_pages``, else the routed ones, up to
 that many), so a schema spanning pages (line items continued on page 2) is read whole.

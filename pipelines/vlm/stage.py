@@ -24,6 +24,7 @@ from typing import Any
 
 from docroute.extractors.document import DocumentHandle
 from docroute.extractors.vlm import VlmOptions, VlmRequest, VlmResult, get_backend
+from docroute.pipelines.route import ESCALATION
 from docroute.pipelines.vlm import chart, handwriting, table
 from docroute.pipelines.vlm.base import Merged, RegionProcessor, Request
 from docroute.pipelines.vlm.document import DocumentProcessor
@@ -54,7 +55,7 @@ def page_requests(page: PageResult) -> tuple[list[Request], bool]:
     by_reason = {p.reason: p for p in PROCESSORS}
     decision = page.decision
     routed = [r for r in decision.regions if r.route == "vlm"]
-    needs_page = "low_ocr_confidence" in decision.reasons
+    needs_page = bool({"low_ocr_confidence", ESCALATION} & set(decision.reasons))  # the page's fields, read again
     if routed and decision.vlm_scope != "page":
         needs_page |= any(r.reason not in by_reason for r in routed)
         return [req for p in PROCESSORS for req in p.crops(page, [r for r in routed if r.reason == p.reason])], needs_page
