@@ -8,7 +8,8 @@ tesseract reads the page first; when that text is a receipt's (:func:`_bill_kind
 page again and its words are the result. When tesseract read the page poorly (mean word confidence
 under :data:`POOR_READ_MEAN_CONF`, or almost no words: faint thermal print, a photo) RapidOCR reads it
 too, and its words are the result when they are a bill's (a receipt, an invoice, or a money total with
-amounts). Otherwise
+amounts) and confidently read (:data:`SECOND_READ_MEAN_CONF`: RapidOCR's garbage on handwriting can
+still look like a receipt by its cues). Otherwise
 tesseract's words are. A receipt costs both engines (the first pass is about a fifth of the total); a
 page tesseract reads well costs what it cost before; a poorly read page that is no receipt (handwriting,
 a chart, a faded letter) pays RapidOCR's second reading for nothing (about 5 s of one core).
@@ -72,6 +73,9 @@ def ocr_words(image: Image.Image, dpi: float, options: OcrOptions = OcrOptions()
 
 POOR_READ_MEAN_CONF = 0.66  # tesseract's mean word confidence under this (the router's low-OCR minimum) ...
 POOR_READ_WORDS = 5  # ... or fewer words than this: a poor read, which RapidOCR reads a second time
+# RapidOCR's second reading is kept only this confident (calibrated mean): on realdocs the receipts
+# tesseract could not read score 0.84-0.95, RapidOCR's reading of handwritten wills 0.66-0.80
+SECOND_READ_MEAN_CONF = 0.82
 
 
 def read_auto(image: Image.Image, dpi: float, options: OcrOptions) -> tuple[str, tuple[Word, ...]]:
@@ -82,7 +86,8 @@ def read_auto(image: Image.Image, dpi: float, options: OcrOptions) -> tuple[str,
     mean = sum(w.confidence for w in words) / len(words) if words else 0.0
     if len(words) < POOR_READ_WORDS or mean < POOR_READ_MEAN_CONF:  # a bill tesseract could not read?
         rapid = _rapid(image, dpi, options)
-        if _bill_kind(image, dpi, rapid) is not None:
+        confident = bool(rapid) and sum(w.confidence for w in rapid) / len(rapid) >= SECOND_READ_MEAN_CONF
+        if confident and _bill_kind(image, dpi, rapid) is not None:
             return "rapidocr", rapid
     return "tesseract", words
 
