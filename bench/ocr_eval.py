@@ -297,12 +297,13 @@ def fit_calibration(rapid: list[tuple[float, int]], tess: list[tuple[float, int]
     """RapidOCR score -> the tesseract confidence that is as often right: both engines' share right by
     score (isotonic), then RapidOCR's curve read through the inverse of tesseract's. Monotone knots."""
     r_curve, t_curve = isotonic(rapid), isotonic(tess)
-    knots, last = [(0.0, 0.0)], 0.0
-    for x, p in r_curve:
-        last = max(last, round(_inverse(t_curve, p), 3))
-        if x > knots[-1][0]:
-            knots.append((round(x, 3), last))
-    knots.append((1.0, max(last, knots[-1][1])))
+    best: dict[float, float] = {0.0: 0.0, 1.0: 0.0}
+    for x, p in r_curve:  # scores saturate at 1.0: equal scores keep the highest share right
+        best[round(x, 3)] = max(best.get(round(x, 3), 0.0), round(_inverse(t_curve, p), 3))
+    knots, last = [], 0.0
+    for x in sorted(best):
+        last = max(last, best[x])
+        knots.append((x, last))
     return tuple(knots), r_curve, t_curve
 
 
