@@ -7,8 +7,9 @@ and its amount on one printed line share ``Word.line`` the way tesseract's words
 process (loading the models takes about 1 s), one onnxruntime thread (two were slower on 2 cores:
 parallelism comes from worker processes). No network: the models are files of the installed wheel.
 
-RapidOCR's scores are the recogniser's own and run high (a garbage line can score 0.6); they are
-stored as each word's confidence unchanged, and whoever routes on them must calibrate them first.
+RapidOCR's scores are the recogniser's own and run high (a garbage line can score 0.6); they come
+back unchanged here, and ``extractors/ocr.py`` maps them to tesseract-like confidences
+(``RAPID_CALIBRATION``) before anything routes on them.
 """
 
 from __future__ import annotations
