@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from docroute.extractors.lines import parser_lines
+from docroute.extractors.table_chars import fast_chars
 from docroute.schemas import BBox, Element, ElementKind, PageContent, ParsedPage, Word
 from docroute.schemas.targets import Table, TableCell
 
@@ -140,7 +141,8 @@ def _find_tables(page: pymupdf.Page, content: PageContent) -> list:
     rulings = sum(1 for d in content.drawings if d.kind in ("line", "rect"))
     if rulings < MIN_RULINGS_FOR_TABLES:
         return []
-    found = page.find_tables(strategy="lines", use_layout=False)
+    with fast_chars():
+        found = page.find_tables(strategy="lines", use_layout=False)
     return [t for t in found.tables if t.row_count >= 2 and t.col_count >= 2]
 
 
