@@ -19,6 +19,17 @@ def _pdfs():
     return files
 
 
+def _probes(page) -> list:
+    """Boxes to test characters against: the page's drawings and a grid of cells at two sizes."""
+    r = page.rect
+    boxes = [pymupdf.Rect(d["rect"]) for d in page.get_drawings()[:40]]
+    for n in (2, 9):
+        w, h = r.width / n, r.height / n
+        boxes += [pymupdf.Rect(r.x0 + i * w, r.y0 + j * h, r.x0 + (i + 1) * w, r.y0 + (j + 1) * h)
+                  for i in range(n) for j in range(n)]
+    return boxes + [r]
+
+
 def _chars(make, page) -> list[dict]:
     """The CHARS list ``make`` fills for ``page``, under the settings ``find_tables`` sets around it."""
     small = bool(pymupdf.TOOLS.set_small_glyph_heights())
@@ -57,6 +68,9 @@ def test_same_characters_on_every_page():
                 assert have == want and list(have) == list(want), (path.name, page.number, i)
             pages += 1
             fast_pages += bool(expected) and table_chars._fast_path(page)
+            T._CHARS_VAR.set(got)
+            for rect in _probes(page):
+                assert table_chars.chars_in_rect(T.CHARS, rect) == T.chars_in_rect(T.CHARS, rect), (path.name, rect)
     assert pages >= 60 and fast_pages >= 50, (pages, fast_pages)
 
 
