@@ -52,7 +52,7 @@ def numeric_core(text: str) -> str | None:
     marks_removed = t.translate(_NUMERIC_MARKS)
     if marks_removed.isdigit():  # digits, separators, spaces and signs only: all of it is the number
         return t
-    if not marks_removed:  # separators, spaces and signs only: no digit
+    if not any(map(str.isdigit, marks_removed)):  # no digit anywhere ("Total:", "--"): not numeric
         return None
     keep = []
     for i, c in enumerate(t):
