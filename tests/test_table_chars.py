@@ -83,3 +83,24 @@ def test_same_tables(name):
     shipped = [(t.bbox, t.cells) for t in page.find_tables(strategy="lines", use_layout=False).tables
                if t.row_count >= 2 and t.col_count >= 2]
     assert fast == shipped and fast
+
+
+def test_pages_judged_gridless_have_no_table():
+    """``may_hold_grid`` only skips pages where find_tables finds no table at all."""
+    skipped = 0
+    for path in _pdfs():
+        try:
+            doc = pymupdf.open(path)
+        except Exception:  # noqa: BLE001  (the broken samples)
+            continue
+        if doc.needs_pass:
+            continue
+        for page in doc:
+            if layout_pymupdf.may_hold_grid(page):
+                continue
+            found = page.find_tables(strategy="lines", use_layout=False)
+            assert not found.tables, (path.name, page.number)
+            skipped += 1
+    two_page = pymupdf.open(SAMPLES / "invoice_two_page.pdf")[0]  # 22 rulings, all rows of one column
+    assert not layout_pymupdf.may_hold_grid(two_page) and len(two_page.get_drawings()) >= 4
+    assert skipped >= 10, skipped
