@@ -20,6 +20,7 @@ the realdocs PDFs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -51,7 +52,7 @@ def make_chars(page, clip=None):
     """``pymupdf.table.make_chars`` (fills the table module's CHARS, returns the TextPage), faster."""
     pymupdf, table = _table_module()
     if not _fast_path(page):
-        return (_ORIGINAL or table.make_chars)(page, clip=clip)
+        return (_ORIGINAL or table.make_chars)(page, clip=clip)  # the original while a block is open
     ctm = page.transformation_matrix
     a, b, c, d, e, f = (float(v) for v in ctm)
     chars = table.CHARS._list()
@@ -121,48 +122,50 @@ def make_chars(page, clip=None):
     return textpage
 
 
-class _Boxes:
-    """The characters' (x0, x1, y0, y1) as arrays, for the CHARS list they were read from."""
-
-    chars: list | None = None
-    size = -1
-    x0 = x1 = y0 = y1 = np.empty(0)
-
-
-_boxes = _Boxes()
+# (the CHARS list, its length, x0, x1, y0, y1 arrays): replaced whole, so a thread reads one list's
+_boxes: tuple | None = None
 
 
 def chars_in_rect(chars, rect) -> bool:
     """``pymupdf.table.chars_in_rect``: whether any character lies inside ``rect`` (edges included),
     by the same comparisons on the same floats, over arrays built once per character list."""
+    global _boxes
     current = chars._list() if hasattr(chars, "_list") else chars
-    if _boxes.chars is not current or _boxes.size != len(current):
-        _boxes.chars, _boxes.size = current, len(current)
-        for key in ("x0", "x1", "y0", "y1"):
-            setattr(_boxes, key, np.fromiter((c[key] for c in current), dtype=np.float64, count=len(current)))
+    boxes = _boxes
+    if boxes is None or boxes[0] is not current or boxes[1] != len(current):
+        boxes = (current, len(current), *(np.fromiter((c[key] for c in current), dtype=np.float64,
+                                                      count=len(current)) for key in ("x0", "x1", "y0", "y1")))
+        _boxes = boxes
+    _list, _n, x0, x1, y0, y1 = boxes
     rx0, ry0, rx1, ry1 = rect[0], rect[1], rect[2], rect[3]
-    b = _boxes
-    return bool(np.any((rx0 <= b.x0) & (b.x1 <= rx1) & (ry0 <= b.y0) & (ry1 >= b.y1)))
+    return bool(np.any((rx0 <= x0) & (x1 <= rx1) & (ry0 <= y0) & (ry1 >= y1)))
 
 
 _ORIGINAL = None
 _ORIGINAL_IN_RECT = None
+_lock = threading.Lock()
+_depth = 0  # fast_chars blocks open in this process (threads): the originals come back when none is
 
 
 @contextmanager
 def fast_chars() -> Iterator[None]:
     """Within the block, ``find_tables`` lists characters with :func:`make_chars` and tests candidate
     boxes with :func:`chars_in_rect` (same results, faster)."""
-    global _ORIGINAL, _ORIGINAL_IN_RECT
+    global _ORIGINAL, _ORIGINAL_IN_RECT, _depth, _boxes
     pymupdf, table = _table_module()
     if pymupdf.VersionBind != CHECKED:
         yield
         return
-    if _ORIGINAL is None:
-        _ORIGINAL, _ORIGINAL_IN_RECT = table.make_chars, table.chars_in_rect
-    table.make_chars, table.chars_in_rect = make_chars, chars_in_rect
+    with _lock:
+        if _depth == 0:
+            _ORIGINAL, _ORIGINAL_IN_RECT = table.make_chars, table.chars_in_rect
+            table.make_chars, table.chars_in_rect = make_chars, chars_in_rect
+        _depth += 1
     try:
         yield
     finally:
-        table.make_chars, table.chars_in_rect = _ORIGINAL, _ORIGINAL_IN_RECT
-        _boxes.chars = None  # the page's characters are not kept past the call
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                table.make_chars, table.chars_in_rect = _ORIGINAL, _ORIGINAL_IN_RECT
+                _boxes = None  # the page's characters are not kept past the call
