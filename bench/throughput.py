@@ -1,7 +1,8 @@
 """Throughput and memory of docroute beside the engines underneath, in one run.
 
-Builds N-page corpora from the sample invoices (digital and scanned; each copy gets distinct bytes so
-docroute does not deduplicate it) and runs, each in its own process tree with the same worker count:
+Builds N-page corpora from the sample invoices (digital: 200 pages = 150 invoices by default, issue
+13's corpus; scanned: 16 pages; each copy gets distinct bytes so docroute does not deduplicate it) and
+runs, each in its own process tree with the same worker count:
 
 - docroute: the real ``docroute run`` CLI (worker processes, Delta tables out; without a Prefect API it
   runs without Prefect). Reported as wall time, the run's own processing time, the fixed cost (wall of
@@ -21,7 +22,8 @@ live data files per Delta table, the DuckDB time to read every invoice row, and 
 With ``--repeat N`` the floor, the fixed cost and docroute run in turn N times and each figure is the
 median; the last lines state the marginal cost against the floor's wall (issue 13's measure: (T150 -
 T1) / floor) and against the floor's own marginal (its wall less its wall on one invoice: Python, the
-imports and the pool start), which is the stricter comparison.
+imports and the pool start), which is the stricter comparison, and in CPU seconds of each process
+tree (the corpus less one invoice), which other work on the machine disturbs far less than wall time.
 
     python bench/throughput.py [--pages 200] [--workers 2] [--only digital|scanned] [--repeat 3] [--dask]
     python bench/throughput.py --scale 10000 [--workers 2]
