@@ -1,7 +1,8 @@
 """Throughput and memory of docroute beside the engines underneath, in one run.
 
-Builds N-page corpora from the sample invoices (digital and scanned; each copy gets distinct bytes so
-docroute does not deduplicate it) and runs, each in its own process tree with the same worker count:
+Builds N-page corpora from the sample invoices (digital: 200 pages = 150 invoices by default, issue
+13's corpus; scanned: 16 pages; each copy gets distinct bytes so docroute does not deduplicate it) and
+runs, each in its own process tree with the same worker count:
 
 - docroute: the real ``docroute run`` CLI (worker processes, Delta tables out; without a Prefect API it
   runs without Prefect). Reported as wall time, the run's own processing time, the fixed cost (wall of
@@ -18,7 +19,13 @@ started for the run) beside the thread runner, on the same files.
 With ``--scale N`` it runs docroute alone on N one-page invoices (distinct bytes) and reports pages/s,
 live data files per Delta table, the DuckDB time to read every invoice row, and peak RSS.
 
-    python bench/throughput.py [--pages 40] [--workers 2] [--only digital|scanned] [--dask]
+With ``--repeat N`` the floor, the fixed cost and docroute run in turn N times and each figure is the
+median; the last lines state the marginal cost against the floor's wall (issue 13's measure: (T150 -
+T1) / floor) and against the floor's own marginal (its wall less its wall on one invoice: Python, the
+imports and the pool start), which is the stricter comparison, and in CPU seconds of each process
+tree (the corpus less one invoice), which other work on the machine disturbs far less than wall time.
+
+    python bench/throughput.py [--pages 200] [--workers 2] [--only digital|scanned] [--repeat 3] [--dask]
     python bench/throughput.py --scale 10000 [--workers 2]
 """
 
@@ -27,7 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +51,7 @@ CORPORA = {
     "digital": ["invoice_ruled.pdf", "invoice_unruled.pdf", "invoice_two_page.pdf"],
     "scanned": ["invoice_scanned.pdf"],
 }
+DEFAULT_PAGES = {"digital": 200, "scanned": 16}  # digital: 150 invoices, issue 13's side-by-side corpus
 
 FLOOR = r"""
 import sys, os
@@ -100,8 +110,40 @@ def build_corpus(kind: str, pages: int, folder: Path) -> tuple[list[Path], int]:
     return files, total
 
 
-def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB over the process tree, stdout)."""
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _adopt_orphans() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux), so that the CPU time of a
+    process whose parent exited first (multiprocessing's forkserver and its workers) is counted."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap_orphans(limit_s: float = 30.0) -> None:
+    """Wait (up to ``limit_s``) for the adopted descendants of a finished command to exit."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.05)
+
+
+def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, str, float]:
+    """(wall seconds, peak RSS MiB over the process tree, stdout, CPU seconds of the process tree).
+
+    The CPU seconds (user + system of every process of the tree: orphans are adopted and reaped here,
+    see ``_adopt_orphans``) change far less than the wall time when other work shares the machine."""
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
@@ -115,31 +157,32 @@ def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]
                 pass
             time.sleep(0.05)
         wall = time.perf_counter() - t0
+        _reap_orphans()
         out.seek(0)
         text = out.read().decode(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed ({proc.returncode}):\n{text[-2000:]}")
-    return wall, peak / 2**20, text
+    return wall, peak / 2**20, text, _children_cpu() - cpu0
 
 
 def run_docroute(corpus: Path, out: Path, workers: int, runner: str = "threads") -> dict:
     docroute = str(Path(sys.executable).with_name("docroute"))
-    wall, rss, _ = measure([docroute, "run", str(corpus), "--out", str(out), "--workers", str(workers),
-                            "--runner", runner])
+    wall, rss, _, cpu = measure([docroute, "run", str(corpus), "--out", str(out), "--workers", str(workers),
+                                 "--runner", runner])
     from docroute.pipelines.sink import DeltaSink, read_table
 
     runs = max(read_table(DeltaSink(out, "invoice"), "runs").to_pylist(), key=lambda r: r["started_at"])
     flow_s = (runs["finished_at"] - runs["started_at"]).total_seconds()
     counts = dict(runs["counts"])
-    return {"wall": wall, "flow": flow_s, "rss": rss, "pages": counts["pages"], "counts": counts}
+    return {"wall": wall, "flow": flow_s, "rss": rss, "pages": counts["pages"], "counts": counts, "cpu": cpu}
 
 
-def fixed_cost(work: Path, workers: int) -> float:
-    """Wall seconds of a cold ``docroute run`` on one invoice: what every run pays before its pages."""
+def fixed_cost(work: Path, workers: int) -> dict:
+    """A cold ``docroute run`` on one invoice (wall, cpu...): what every run pays before its pages."""
     one = work / "one"
     one.mkdir(parents=True, exist_ok=True)
     shutil.copy(SAMPLES / "invoice_ruled.pdf", one / "invoice_ruled.pdf")
-    return run_docroute(one, work / "out-one", workers)["wall"]
+    return run_docroute(one, work / "out-one", workers)
 
 
 def scale(n: int, workers: int, work: Path) -> None:
@@ -166,15 +209,68 @@ def scale(n: int, workers: int, work: Path) -> None:
     print(f"  DuckDB: read every invoice row ({rows[0]} rows, {rows[1]} distinct doc_id) in {duck:.3f} s")
 
 
+def side_by_side(kind: str, pages: int, args, work: Path) -> tuple[list[dict], str]:
+    """Floor, peer and docroute on the same files; with ``--repeat`` the floor, the fixed cost and docroute
+    run in turn ``repeat`` times and each figure is the median (the machine may be shared)."""
+    files, pages = build_corpus(kind, pages, work / kind)
+    names = [str(f) for f in files]
+    floor_cmd = [sys.executable, "-c", FLOOR, str(args.workers)]
+    floors, floor_ones, fixeds, runs = [], [], [], []
+    for i in range(args.repeat):
+        floors.append(measure([*floor_cmd, *names]))
+        floor_ones.append(measure([*floor_cmd, names[0]]))  # the floor's own start: Python, imports, pool
+        fixeds.append(fixed_cost(work / f"fixed-{i}", args.workers))
+        d = run_docroute(work / kind, work / f"out-{kind}-{i}", args.workers)
+        assert d["pages"] == pages, (d["pages"], pages)
+        runs.append(d)
+    floor_wall, floor_rss = statistics.median(f[0] for f in floors), max(f[1] for f in floors)
+    floor_one, fixed = statistics.median(f[0] for f in floor_ones), statistics.median(f["wall"] for f in fixeds)
+    floor_cpu = statistics.median(f[3] - o[3] for f, o in zip(floors, floor_ones, strict=True))
+    cpu = statistics.median(d["cpu"] - f["cpu"] for d, f in zip(runs, fixeds, strict=True))
+    wall = statistics.median(d["wall"] for d in runs)
+    flow = statistics.median(d["flow"] for d in runs)
+    rss = max(d["rss"] for d in runs)
+    label = "floor (PyMuPDF" + (" + tesseract)" if kind == "scanned" else " words, drawings, tables)")
+    measured = [(label, floor_wall, floor_rss)]
+    if not args.no_peer:
+        uns_wall, uns_rss, *_ = measure([sys.executable, "-c", UNSTRUCTURED, str(args.workers), *names])
+        measured.append(("unstructured " + ("ocr_only" if kind == "scanned" else "fast"), uns_wall, uns_rss))
+    measured += [("docroute run (wall)", wall, rss), ("docroute run (processing only)", flow, rss),
+                 (f"docroute run marginal (wall - fixed {fixed:.1f} s)", wall - fixed, rss)]
+    if args.dask:
+        d = run_docroute(work / kind, work / f"out-{kind}-dask", args.workers, "dask")
+        measured += [("docroute run --runner dask (wall)", d["wall"], d["rss"]),
+                     ("docroute run --runner dask (processing only)", d["flow"], d["rss"])]
+    rows = [{"corpus": kind, "engine": engine, "pages": pages, "seconds": round(w, 2),
+             "pages_per_s": round(pages / w, 2), "peak_rss_mib": round(r), "x_floor_time": round(w / floor_wall, 2)}
+            for engine, w, r in measured]
+    marginal = wall - fixed
+    verdict = (
+        f"{kind}: {pages} pages, median of {args.repeat}: fixed cost {fixed:.2f} s (goal <= 3 s); marginal "
+        f"{marginal:.2f} s = {marginal / floor_wall:.2f}x the floor's {floor_wall:.2f} s (goal <= 1.5x); against "
+        f"the floor's own marginal ({floor_wall:.2f} - {floor_one:.2f} s for one invoice) "
+        f"{marginal / max(floor_wall - floor_one, 1e-9):.2f}x; walls: floor {[round(f[0], 2) for f in floors]}, "
+        f"fixed {[round(f['wall'], 2) for f in fixeds]}, docroute {[round(d['wall'], 2) for d in runs]}. "
+        f"CPU seconds of the process trees, marginal (the corpus less one invoice): docroute {cpu:.2f} s, floor "
+        f"{floor_cpu:.2f} s = {cpu / max(floor_cpu, 1e-9):.2f}x ({1000 * cpu / pages:.1f} against "
+        f"{1000 * floor_cpu / pages:.1f} ms a page)"
+    )
+    return rows, verdict
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pages", type=int, default=40)
+    ap.add_argument("--pages", type=int, help="pages per corpus (default: 200 digital = 150 invoices, 16 scanned)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--only", choices=sorted(CORPORA))
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run floor, fixed cost and docroute this many times in turn and report medians")
+    ap.add_argument("--no-peer", action="store_true", help="skip unstructured")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--dask", action="store_true", help="also run docroute with --runner dask")
     ap.add_argument("--scale", type=int, help="docroute alone on this many one-page invoices")
     args = ap.parse_args()
+    _adopt_orphans()
     if args.scale:
         work = Path(tempfile.mkdtemp(prefix="docroute-bench-"))
         try:
@@ -183,39 +279,23 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         return
     kinds = [args.only] if args.only else list(CORPORA)
-    rows = []
+    rows, verdicts = [], []
     work = Path(tempfile.mkdtemp(prefix="docroute-bench-"))
     try:
-        fixed = fixed_cost(work, args.workers)
         for kind in kinds:
-            files, pages = build_corpus(kind, args.pages, work / kind)
-            names = [str(f) for f in files]
-            floor_wall, floor_rss, _ = measure([sys.executable, "-c", FLOOR, str(args.workers), *names])
-            uns_wall, uns_rss, _ = measure([sys.executable, "-c", UNSTRUCTURED, str(args.workers), *names])
-            measured = [
-                ("floor (PyMuPDF" + (" + tesseract)" if kind == "scanned" else " words, drawings, tables)"), floor_wall,
-                 floor_rss),
-                ("unstructured " + ("ocr_only" if kind == "scanned" else "fast"), uns_wall, uns_rss),
-            ]
-            for runner in ("threads", "dask") if args.dask else ("threads",):
-                d = run_docroute(work / kind, work / f"out-{kind}-{runner}", args.workers, runner)
-                assert d["pages"] == pages, (d["pages"], pages)
-                label = "" if runner == "threads" else " --runner dask"
-                measured += [(f"docroute run{label} (wall)", d["wall"], d["rss"]),
-                             (f"docroute run{label} (processing only)", d["flow"], d["rss"]),
-                             (f"docroute run{label} marginal (wall - fixed {fixed:.1f} s)", d["wall"] - fixed, d["rss"])]
-            for engine, wall, rss in measured:
-                rows.append({"corpus": kind, "engine": engine, "pages": pages, "seconds": round(wall, 2),
-                             "pages_per_s": round(pages / wall, 2), "peak_rss_mib": round(rss),
-                             "x_floor_time": round(wall / floor_wall, 2)})
+            kind_rows, verdict = side_by_side(kind, args.pages or DEFAULT_PAGES[kind], args, work)
+            rows += kind_rows
+            verdicts.append(verdict)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"workers={args.workers}, cpu={os.cpu_count()} cores; fixed cost (cold one-invoice run): {fixed:.2f} s")
+    print(f"workers={args.workers}, cpu={os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end")
     print("| corpus | engine | pages | s | pages/s | peak RSS MiB | time vs floor |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['corpus']} | {r['engine']} | {r['pages']} | {r['seconds']} | {r['pages_per_s']} | "
               f"{r['peak_rss_mib']} | {r['x_floor_time']}x |")
+    for v in verdicts:
+        print(v)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

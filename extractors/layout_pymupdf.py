@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from docroute.extractors.lines import parser_lines
+from docroute.extractors.table_chars import fast_chars
 from docroute.schemas import BBox, Element, ElementKind, PageContent, ParsedPage, Word
 from docroute.schemas.targets import Table, TableCell
 
@@ -28,6 +29,7 @@ NAME = "pymupdf"
 _LIST_MARK = re.compile(r"^([•\-\u2022\u25aa*·]|\(?\d{1,2}[.)]|\(?[a-z][.)])\s")
 MARGIN_SHARE = 0.06
 MIN_RULINGS_FOR_TABLES = 4
+TABLE_EDGE_MIN_LENGTH = 3.0  # find_tables' edge_min_length: a thinner rectangle is one line to it
 MIN_FIGURE_SHARE = 0.01
 # The offline layout model (pymupdf.layout) costs 0.3-0.9 s a page here against ~25 ms for the rest of
 # the parse, so "auto" runs it only where cheap signals say the page holds something the block and
@@ -136,11 +138,62 @@ def _table_element(table, words: Sequence[Word], ids: _Ids, page_number: int) ->
     return element, used
 
 
+def may_hold_grid(page: pymupdf.Page) -> bool:
+    """Whether the page's vector graphics could give ``find_tables`` (lines strategy) a table of at
+    least 2 rows and 2 columns.
+
+    Such a table has cells at two different x and the second cell ends further right: three distinct
+    x positions of vertical edges (and three y positions of horizontal ones). ``find_tables`` takes its
+    edges from the line, rectangle and quad items of the page's paths, from the borders of the boxes
+    enveloping neighbouring paths, and clips them to the page; snapping and joining only merge them.
+    Every coordinate any of those can take is collected here (a superset: every item point, a thin
+    rectangle's midline (as ``find_tables`` draws it), every path box, the page box where a path leaves it); fewer than three
+    distinct values on either axis means no such table can come out. A rotated page is not judged
+    (``find_tables`` derotates it first)."""
+    if page.rotation:
+        return True
+    box = page.rect
+    xs: set[float] = set()
+    ys: set[float] = set()
+    for path in page.get_cdrawings():
+        rect = path.get("rect")
+        if rect is None:
+            return True
+        x0, y0, x1, y1 = rect
+        xs.update((x0, x1))
+        ys.update((y0, y1))
+        if x0 < box.x0 or x1 > box.x1:
+            xs.update((box.x0, box.x1))
+        if y0 < box.y0 or y1 > box.y1:
+            ys.update((box.y0, box.y1))
+        for item in path.get("items") or ():
+            if item[0] == "re":
+                a, b, c, d = item[1]
+                xs.update((a, c))
+                ys.update((b, d))
+                if min(abs(c - a), abs(d - b)) <= TABLE_EDGE_MIN_LENGTH:  # thin: drawn as its midline
+                    xs.add(abs(a + c) / 2)
+                    ys.add(abs(b + d) / 2)
+            else:
+                for point in item[1:]:
+                    if isinstance(point, tuple | list) and len(point) == 2:
+                        xs.add(point[0])
+                        ys.add(point[1])
+                    elif isinstance(point, tuple | list):  # a quad: its four points
+                        for q in point:
+                            xs.add(q[0])
+                            ys.add(q[1])
+        if len(xs) >= 3 and len(ys) >= 3:
+            return True
+    return False
+
+
 def _find_tables(page: pymupdf.Page, content: PageContent) -> list:
     rulings = sum(1 for d in content.drawings if d.kind in ("line", "rect"))
-    if rulings < MIN_RULINGS_FOR_TABLES:
+    if rulings < MIN_RULINGS_FOR_TABLES or not may_hold_grid(page):
         return []
-    found = page.find_tables(strategy="lines", use_layout=False)
+    with fast_chars():
+        found = page.find_tables(strategy="lines", use_layout=False)
     return [t for t in found.tables if t.row_count >= 2 and t.col_count >= 2]
 
 

@@ -349,4 +349,5 @@ def render(page: pymupdf.Page, dpi: float, *, gray: bool = True, clip: BBox | No
     area = None if clip is None else pymupdf.Rect(clip.x0, clip.y0, clip.x1, clip.y1)
     pix = page.get_pixmap(dpi=max(1, int(round(dpi))), colorspace=cs, alpha=False, annots=annots, clip=area)
     mode = "L" if gray else "RGB"
-    return Image.frombytes(mode, (pix.width, pix.height), pix.samples)
+    # samples_mv: the pixmap's memory, copied once by PIL (``samples`` would copy it to bytes first)
+    return Image.frombytes(mode, (pix.width, pix.height), pix.samples_mv)

@@ -76,9 +76,10 @@ class BBox(Frozen):
     @classmethod
     def enclosing(cls, boxes: list[BBox]) -> BBox:
         out = boxes[0]
-        for b in boxes[1:]:
-            out = out.union(b)
-        return out
+        if len(boxes) == 1:
+            return out
+        return BBox(x0=min(b.x0 for b in boxes), y0=min(b.y0 for b in boxes),  # one box, not one per union
+                    x1=max(b.x1 for b in boxes), y1=max(b.y1 for b in boxes))
 
 
 class Word(Frozen):

@@ -38,11 +38,22 @@ def digit_groups(text: str) -> list[str]:
     return groups
 
 
+# Removes the characters numeric_core keeps whatever their neighbours are, except the digits.
+_NUMERIC_MARKS = str.maketrans("", "", ".," + SPACES + _MINUS + "+")
+
+
 def numeric_core(text: str) -> str | None:
     """The number inside an amount token with its currency and sign stripped, or None if not numeric."""
     t = text.strip(SPACES)
     for c in "()":
         t = t.replace(c, "")
+    if t.isalpha():  # letters only: no digit (the common word), so not numeric
+        return None
+    marks_removed = t.translate(_NUMERIC_MARKS)
+    if marks_removed.isdigit():  # digits, separators, spaces and signs only: all of it is the number
+        return t
+    if not any(map(str.isdigit, marks_removed)):  # no digit anywhere ("Total:", "--"): not numeric
+        return None
     keep = []
     for i, c in enumerate(t):
         if c in "'\u2019":  # a thousands apostrophe sits between digits (1'234.50); else it is an inch mark
@@ -67,6 +78,7 @@ class NumberStyle:
     currency: str | None = None
     languages: tuple[str, ...] = ("en", "de", "fr", "nl")
     _dates: dict = field(default_factory=dict, compare=False, repr=False)  # per-document parse cache
+    _amounts: dict = field(default_factory=dict, compare=False, repr=False)  # parse_amount's, per document
 
 
 def decimal_for(core: str, default: str) -> str | None:
@@ -88,6 +100,13 @@ def decimal_for(core: str, default: str) -> str | None:
 
 def parse_amount(text: str, style: NumberStyle) -> tuple[Decimal, str | None] | None:
     """Amount and currency code of one printed amount ("1.234,50 €", "$ 112.90", "(12.00)", "€ 12,-")."""
+    key = (text, style.decimal)  # a document reads the same tokens again and again (rows, tables, totals)
+    if key not in style._amounts:
+        style._amounts[key] = _parse_amount(text, style)
+    return style._amounts[key]
+
+
+def _parse_amount(text: str, style: NumberStyle) -> tuple[Decimal, str | None] | None:
     core = numeric_core(text)
     if core is None:
         return None

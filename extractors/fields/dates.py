@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import cache
 
 import dateparser
@@ -84,6 +85,27 @@ def _order_for(text: str, style: NumberStyle) -> tuple[str | None, float]:
     return DAY_FIRST if "." in text else MONTH_FIRST, 0.6
 
 
+# "15.03.2024", "3/15/2024", "2024-03-15": day, month and a four-digit year in digits, one separator.
+_DMY_DIGITS = re.compile(r"([0-9]{1,2})([./-])([0-9]{1,2})\2([0-9]{4})")
+_YMD_DIGITS = re.compile(r"([0-9]{4})([./-])([0-9]{1,2})\2([0-9]{1,2})")
+
+
+def _all_digits_date(text: str, order: str | None) -> datetime | None:
+    """The date an all-digits ``text`` names in ``order``, as dateparser reads it, without dateparser
+    (about 5 ms a call); None where it is not such a date (dateparser then decides)."""
+    if order in (DAY_FIRST, MONTH_FIRST) and (m := _DMY_DIGITS.fullmatch(text)):
+        a, b, year = int(m.group(1)), int(m.group(3)), int(m.group(4))
+        day, month = (a, b) if order == DAY_FIRST else (b, a)
+    elif order == "YMD" and (m := _YMD_DIGITS.fullmatch(text)):
+        year, month, day = int(m.group(1)), int(m.group(3)), int(m.group(4))
+    else:
+        return None
+    try:
+        return datetime(year, month, day)
+    except ValueError:
+        return None
+
+
 def parse_date(text: str, style: NumberStyle) -> tuple[date, float] | None:
     """A date and how sure its day/month order is, or None. Uses dateparser in strict mode."""
     order, sure = _order_for(text, style)
@@ -94,10 +116,12 @@ def parse_date(text: str, style: NumberStyle) -> tuple[date, float] | None:
                     "RETURN_AS_TIMEZONE_AWARE": False}
         if order:
             settings["DATE_ORDER"] = order
-        try:
-            parsed = dateparser.parse(text, languages=list(style.languages), settings=settings)
-        except Exception:  # dateparser raises assorted errors on odd input
-            parsed = None
+        parsed = _all_digits_date(text, order)
+        if parsed is None:
+            try:
+                parsed = dateparser.parse(text, languages=list(style.languages), settings=settings)
+            except Exception:  # dateparser raises assorted errors on odd input
+                parsed = None
         style._dates[key] = parsed.date() if parsed and 1900 <= parsed.year <= 2100 else None
     found = style._dates[key]
     return (found, sure) if found else None

@@ -132,6 +132,8 @@ def _column_match(candidate: str, n: int) -> tuple[str, float] | None:
 
 def header_columns(row: Row) -> list[Column] | None:
     """The columns named by a header row, or None when the row is not a table header."""
+    if any(ch.isdigit() for w in row.words for ch in w.text if w.text not in {"%"}):
+        return None  # a header names its columns without digits (decided first: it is the cheap test)
     columns: list[Column] = []
     matched = total = 0
     for phrase in row.phrases:
@@ -155,7 +157,6 @@ def header_columns(row: Row) -> list[Column] | None:
     if (
         len(columns) < 3 or matched < 0.6 * total or DESCRIPTION not in roles
         or not roles & {UNIT_PRICE, AMOUNT}
-        or any(ch.isdigit() for w in row.words for ch in w.text if w.text not in {"%"})
     ):
         return None
     columns.sort(key=lambda c: c.x0)

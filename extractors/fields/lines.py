@@ -84,6 +84,8 @@ def words_source(words: Iterable[Word]) -> str:
 
 def fold(text: str) -> str:
     """Lower case without accents, for comparing labels ("Fällig" -> "fallig")."""
+    if text.isascii():  # NFKD leaves ASCII as it is, with no combining marks to drop
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
