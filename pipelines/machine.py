@@ -88,12 +88,14 @@ def read_embedded(doc: DocumentHandle) -> tuple[einvoice.EInvoice | None, list[s
 
 
 def _may_hold_qr(page: PageResult) -> bool:
+    """A QR code is a picture, or vector art that is one filled square or made of filled squares: a page
+    with neither (ruling lines, table borders, shaded rows) is not rendered for the decoder."""
     s = page.signals
-    return s.image_coverage > 0 or s.drawings > 0 or not page.parsed.has_text_layer
+    return s.image_coverage > 0 or s.filled_squares > 0 or not page.parsed.has_text_layer
 
 
 def read_qr_codes(doc: DocumentHandle, pages: list[PageResult]) -> tuple[list[payment_qr.PaymentCode], list[str]]:
-    """Payment codes on the pages that have pictures or drawings (a QR code is one or the other)."""
+    """Payment codes on the pages that have pictures or filled square drawings (:func:`_may_hold_qr`)."""
     codes, errors = [], []
     for page in pages:
         if not _may_hold_qr(page):

@@ -214,6 +214,7 @@ class PageSignals(Frozen):
     words: float = 0.0
     image_coverage: float = 0.0  # share of the page under images
     drawings: float = 0.0
+    filled_squares: float = 0.0  # filled, about square drawings: a vector QR code is one or is made of them
     ink_annotations: float = 0.0
     ink_unexplained: float = 0.0  # ink annotations no text-layer word explains
     ink_strokes: float = 0.0

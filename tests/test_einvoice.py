@@ -259,3 +259,34 @@ def test_odd_content_is_reported_not_a_crash(tmp_path):
     broken.write_bytes(xml[: len(xml) // 2])  # the root still sniffs as CII; the rest is cut off
     result = process_document(broken, SETTINGS)
     assert result.status == "failed" and "not a readable e-invoice" in result.error
+
+
+def test_vector_drawn_qr_code_is_decoded_and_ruled_pages_are_not_rendered_for_it(tmp_path, monkeypatch):
+    """A payment code drawn as vector art (filled squares, no picture) is still read; a ruled invoice
+    page (lines and borders only, no picture, no filled square) is never rendered for the QR decoder."""
+    import segno
+
+    from docroute.pipelines import machine
+
+    epc = "BCD\n002\n1\nSCT\n\nACME GmbH\nDE89370400440532013000\nEUR42.50\n\n\nRE-2024-7"
+    svg = tmp_path / "code.svg"
+    segno.make(epc, error="m", micro=False).save(str(svg), scale=4, border=4)
+    with pymupdf.open(svg) as art:
+        vector = pymupdf.open("pdf", art.convert_to_pdf())
+    path = tmp_path / "vector_qr.pdf"
+    with pymupdf.open(SAMPLES / "invoice_ruled.pdf") as doc:
+        page = doc[0]
+        assert not page.get_images()
+        page.show_pdf_page(pymupdf.Rect(400, 600, 520, 720), vector, 0)
+        doc.save(path)
+    renders = []
+    decode = payment_qr.decode
+    monkeypatch.setattr(payment_qr, "decode", lambda image: renders.append(image.size) or decode(image))
+    _, ex = _extraction("vector_qr.pdf", path)
+    assert ex.data["iban"] == "DE89370400440532013000" and ex.fields["iban"].source == "qr"
+    assert ex.data["amount_due"] == Decimal("42.50") and ex.data["payment_reference"] == "RE-2024-7"
+    assert len(renders) == 1
+    renders.clear()
+    result, _ = _extraction("invoice_ruled.pdf")
+    assert result.pages[0].signals.drawings > 0 and not renders  # ruled, no picture: nothing decoded
+    assert not machine._may_hold_qr(result.pages[0])

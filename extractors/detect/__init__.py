@@ -74,6 +74,8 @@ def detect_page(content: PageContent, parsed: ParsedPage, image: Image.Image | N
         "words": float(len(words)),
         "image_coverage": min(1.0, sum(b.area for b in content.image_boxes) / page_area),
         "drawings": float(len(content.drawings)),
+        "filled_squares": float(sum(1 for d in content.drawings if d.filled and d.bbox.width > 0
+                                    and 0.8 <= d.bbox.height / d.bbox.width <= 1.25)),
     }
     signals |= ink_signals(content, words)
     signals |= table_signals(parsed)
