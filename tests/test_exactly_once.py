@@ -44,7 +44,7 @@ PART_TABLES = ("pages", "elements", "extractions/invoice")
 SINK_STEP_DOCS = ("invoice_two_page.pdf", "broken_empty.pdf")  # two pages with elements; a failed row
 SINK_CRASH_POINTS = 52  # 3 phases x 8 table commits of a first write; a --force rewrite adds 2 x 2 un-commits
 SIGKILL_TRIALS = 5
-SIGKILL_DOCS = 13
+SIGKILL_DOCS = 25  # enough that five kills at random moments all land in a live run, however fast it goes
 
 
 class Killed(BaseException):
