@@ -19,6 +19,19 @@ def _pdfs():
     return files
 
 
+def _pages():
+    """(file, page) for every page of the readable, unencrypted PDFs of _pdfs()."""
+    for path in _pdfs():
+        try:
+            doc = pymupdf.open(path)
+        except Exception:  # noqa: BLE001  (the broken samples)
+            continue
+        if doc.needs_pass:
+            continue
+        for page in doc:
+            yield path, page
+
+
 def _probes(page) -> list:
     """Boxes to test characters against: the page's drawings and a grid of cells at two sizes."""
     r = page.rect
@@ -51,26 +64,19 @@ def test_same_characters_on_every_page():
         assert T.make_chars is table_chars.make_chars
     assert T.make_chars is original
     pages = fast_pages = 0
-    for path in _pdfs():
-        try:
-            doc = pymupdf.open(path)
-        except Exception:  # noqa: BLE001  (the broken samples)
-            continue
-        if doc.needs_pass:
-            continue
-        for page in doc:
-            if page.rotation:  # find_tables derotates the page before it lists the characters
-                page, *_ = T.page_rotation_set0(page)
-            expected = _chars(original, page)
-            got = _chars(table_chars.make_chars, page)
-            assert len(got) == len(expected), (path.name, page.number)
-            for i, (want, have) in enumerate(zip(expected, got, strict=True)):
-                assert have == want and list(have) == list(want), (path.name, page.number, i)
-            pages += 1
-            fast_pages += bool(expected) and table_chars._fast_path(page)
-            T._CHARS_VAR.set(got)
-            for rect in _probes(page):
-                assert table_chars.chars_in_rect(T.CHARS, rect) == T.chars_in_rect(T.CHARS, rect), (path.name, rect)
+    for path, page in _pages():
+        if page.rotation:  # find_tables derotates the page before it lists the characters
+            page, *_ = T.page_rotation_set0(page)
+        expected = _chars(original, page)
+        got = _chars(table_chars.make_chars, page)
+        assert len(got) == len(expected), (path.name, page.number)
+        for i, (want, have) in enumerate(zip(expected, got, strict=True)):
+            assert have == want and list(have) == list(want), (path.name, page.number, i)
+        pages += 1
+        fast_pages += bool(expected) and table_chars._fast_path(page)
+        T._CHARS_VAR.set(got)
+        for rect in _probes(page):
+            assert table_chars.chars_in_rect(T.CHARS, rect) == T.chars_in_rect(T.CHARS, rect), (path.name, rect)
     assert pages >= 60 and fast_pages >= 50, (pages, fast_pages)
 
 
@@ -88,19 +94,12 @@ def test_same_tables(name):
 def test_pages_judged_gridless_have_no_table():
     """``may_hold_grid`` only skips pages where find_tables finds no table at all."""
     skipped = 0
-    for path in _pdfs():
-        try:
-            doc = pymupdf.open(path)
-        except Exception:  # noqa: BLE001  (the broken samples)
+    for path, page in _pages():
+        if layout_pymupdf.may_hold_grid(page):
             continue
-        if doc.needs_pass:
-            continue
-        for page in doc:
-            if layout_pymupdf.may_hold_grid(page):
-                continue
-            found = page.find_tables(strategy="lines", use_layout=False)
-            assert not found.tables, (path.name, page.number)
-            skipped += 1
+        found = page.find_tables(strategy="lines", use_layout=False)
+        assert not found.tables, (path.name, page.number)
+        skipped += 1
     two_page = pymupdf.open(SAMPLES / "invoice_two_page.pdf")[0]  # 22 rulings, all rows of one column
     assert not layout_pymupdf.may_hold_grid(two_page) and len(two_page.get_drawings()) >= 4
     assert skipped >= 10, skipped
