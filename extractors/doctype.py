@@ -70,8 +70,7 @@ def classify(pages: Sequence[ParsedPage]) -> DocumentType:
         ev[f"{cls}_terms"], text = _count(text, c[cls]["weak"])
     ev = {k: float(v) for k, v in ev.items()}
     ev["amounts"] = float(len(_AMOUNT.findall(raw)))
-    page = first[0] if first else None
-    narrow = bool(page and page.height and page.width / page.height <= RECEIPT_SHAPE)
+    narrow = bool(first) and _narrow(first[0])
     ev["narrow_page"] = float(narrow)
     inv = 2 * ev["invoice_names"] + ev["invoice_terms"]
     rec = 2 * ev["receipt_names"] + ev["receipt_terms"] + (2.0 if narrow else 0.0)
@@ -91,10 +90,28 @@ def classify(pages: Sequence[ParsedPage]) -> DocumentType:
     return DocumentType(kind="other", confidence=0.9 if sure else 0.6, evidence=ev)
 
 
+def _narrow(page: ParsedPage) -> bool:
+    """A till receipt's long strip: the page, or on a scan the box of its print (a receipt scanned on a
+    full sheet), at most :data:`RECEIPT_SHAPE` as wide as it is high."""
+    shapes = [(page.width, page.height)] + ([(page.print_box.width, page.print_box.height)] if page.print_box else [])
+    return any(height and width / height <= RECEIPT_SHAPE for width, height in shapes)
+
+
 # A document classified ``other`` gets no invoice fields (its row says not applicable); under this
 # confidence it is also flagged for review (``document_type_uncertain``): a person decides.
 NOT_APPLICABLE_MIN_CONFIDENCE = 0.7
 BILL_SCHEMAS = ("invoice",)  # schemas that describe invoices and receipts
+
+
+UNSURE_INVOICE = 0.6  # an invoice typed with at most this confidence (a cue point ahead) that has receipt cues ...
+
+
+def field_rules(doctype: DocumentType) -> str:
+    """Which field rules read a bill: ``invoice``, ``receipt``, or ``invoice_or_receipt`` for a document
+    typed invoice only narrowly over its receipt cues (the receipt rules then fill what the invoice rules
+    left empty: a till receipt that prints "TAX INVOICE" keeps its date and total)."""
+    unsure = doctype.confidence <= UNSURE_INVOICE and doctype.evidence.get("receipt_score", 0.0) > 0
+    return "invoice_or_receipt" if doctype.kind == "invoice" and unsure else doctype.kind
 
 
 def schema_applies(schema_name: str, doctype: DocumentType) -> bool:

@@ -62,13 +62,15 @@ def tesseract_available() -> bool:
     return shutil.which("tesseract") is not None
 
 
-def ocr_words(image: Image.Image, dpi: float, options: OcrOptions = OcrOptions()) -> tuple[Word, ...]:
-    """OCR an image rendered at ``dpi``; word boxes come back in PDF points (top-left origin)."""
+def ocr_words(image: Image.Image, dpi: float, options: OcrOptions = OcrOptions(),
+              print_box: tuple[float, float, float, float] | None = None) -> tuple[Word, ...]:
+    """OCR an image rendered at ``dpi``; word boxes come back in PDF points (top-left origin).
+    ``print_box``: the page's :func:`ink_box` where the caller has it (else measured when needed)."""
     if options.engine == "rapidocr":
         return _rapid(image, dpi, options)
     if options.engine == "tesseract":
         return tesseract_words(image, dpi, options)
-    return read_auto(image, dpi, options)[1]
+    return read_auto(image, dpi, options, print_box)[1]
 
 
 POOR_READ_MEAN_CONF = 0.66  # tesseract's mean word confidence under this (the router's low-OCR minimum) ...
@@ -79,33 +81,37 @@ POOR_READ_WORDS = 5  # ... or fewer words than this: a poor read, which RapidOCR
 SECOND_READ_MEAN_CONF = 0.82
 
 
-def read_auto(image: Image.Image, dpi: float, options: OcrOptions) -> tuple[str, tuple[Word, ...]]:
+def read_auto(image: Image.Image, dpi: float, options: OcrOptions,
+              print_box: tuple[float, float, float, float] | None = None) -> tuple[str, tuple[Word, ...]]:
     """The ``auto`` policy: the engine that read the page, and its words."""
     words = tesseract_words(image, dpi, options)
-    if _bill_kind(image, dpi, words) == "receipt":
+    box = print_box or ink_box(image) or (0.0, 0.0, 1.0, 1.0)
+    if _bill_kind(image, dpi, words, box) == "receipt":
         return "rapidocr", _rapid(image, dpi, options)
     mean = sum(w.confidence for w in words) / len(words) if words else 0.0
     if len(words) < POOR_READ_WORDS or mean < POOR_READ_MEAN_CONF:  # a bill tesseract could not read?
         rapid = _rapid(image, dpi, options)
         confident = bool(rapid) and sum(w.confidence for w in rapid) / len(rapid) >= SECOND_READ_MEAN_CONF
-        if confident and _bill_kind(image, dpi, rapid) is not None:
+        if confident and _bill_kind(image, dpi, rapid, box) is not None:
             return "rapidocr", rapid
     return "tesseract", words
 
 
-def _bill_kind(image: Image.Image, dpi: float, words: tuple[Word, ...]) -> str | None:
-    """What OCR's words say the page is, by the document-type classifier (extractors/doctype.py) with the
-    shape of the page's print as the page shape (a till receipt scanned on a full sheet is still a narrow
-    strip): ``receipt``, ``invoice``, ``bill`` (a money total and amounts, cues too weak to name it:
-    ``receipt`` when its receipt cues outnumber its invoice cues), or None (no bill)."""
+def _bill_kind(image: Image.Image, dpi: float, words: tuple[Word, ...],
+               box: tuple[float, float, float, float]) -> str | None:
+    """What OCR's words say the page is, by the document-type classifier (extractors/doctype.py), which
+    takes the shape of the page's print ``box`` (:func:`ink_box`) for the page's shape (a till receipt
+    scanned on a full sheet is still a narrow strip): ``receipt``, ``invoice``, ``bill`` (a money total
+    and amounts, cues too weak to name it: ``receipt`` when its receipt cues outnumber its invoice cues),
+    or None (no bill)."""
     from docroute.extractors import doctype
     from docroute.schemas import ParsedPage
 
-    x0, y0, x1, y1 = ink_box(image) or (0.0, 0.0, 1.0, 1.0)
     scale = 72.0 / dpi
     text = "\n".join(" ".join(w.text for w in line) for line in _lines(words))
-    page = ParsedPage(page_number=0, width=(x1 - x0) * image.width * scale, height=(y1 - y0) * image.height * scale,
-                      has_text_layer=False, parser="ocr", text=text, words=words)
+    page = ParsedPage(page_number=0, width=image.width * scale, height=image.height * scale,
+                      has_text_layer=False, parser="ocr", text=text, words=words,
+                      print_box=print_bbox(box, image.width * scale, image.height * scale))
     kind = doctype.classify([page])
     ev = kind.evidence
     if kind.kind != "other":
@@ -117,6 +123,14 @@ def _bill_kind(image: Image.Image, dpi: float, words: tuple[Word, ...]) -> str |
 
 INK_LEVEL = 128  # grey level under which a pixel is ink
 INK_TRIM = 0.01  # share of the inked rows (columns) cut off each side: specks, scanner dust, a stamp's edge
+
+
+def print_bbox(box: tuple[float, float, float, float] | None, width: float, height: float) -> BBox | None:
+    """An :func:`ink_box` (shares of the image) as a box in page points."""
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    return BBox(x0=x0 * width, y0=y0 * height, x1=x1 * width, y1=y1 * height)
 
 
 def ink_box(image: Image.Image) -> tuple[float, float, float, float] | None:

@@ -107,13 +107,15 @@ def process_page(doc: DocumentHandle, page_number: int, settings: Settings) -> t
         if why is None and _poppler_may_help(None, doc, settings) and (damage := _damage(doc, mark)) \
                 and poppler.blank(image):
             image, why = _redraw_blank(doc, page_number, content, dpi, settings, clock, damage) or (image, None)
+        box = ocr.ink_box(image)
         try:
-            words = ocr.ocr_words(image, dpi, clock.ocr(settings.ocr))
+            words = ocr.ocr_words(image, dpi, clock.ocr(settings.ocr), print_box=box)
         except ocr.OcrError:  # tesseract cut short by the page's budget: say so
             clock.check("OCR")
             raise
         clock.check("OCR")
         parsed = layout_pymupdf.parse_page(page, content, words, ocr=True)
+        parsed = parsed.model_copy(update={"print_box": ocr.print_bbox(box, parsed.width, parsed.height)})
 
     def clip(box, clip_dpi: float):
         return doc.render(page_number, clip_dpi, clip=box, annots=False)

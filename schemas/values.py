@@ -202,6 +202,9 @@ class ParsedPage(Frozen):
     words: tuple[Word, ...] = ()
     elements: tuple[Element, ...] = ()
     ocr_confidence: float | None = None
+    # OCR pages: the box that carries the page's print (extractors/ocr.ink_box, in points); a till receipt
+    # scanned on a full sheet is a narrow strip inside a wide page (extractors/doctype.py reads its shape)
+    print_box: BBox | None = None
 
 
 class PageSignals(Frozen):
