@@ -151,7 +151,7 @@ def process_document(source: Path | SourceFile, settings: Settings, context: Run
                 pages = [_not_for_vlm(p) for p in pages]
             doctype = doctype_mod.classify([p.parsed for p in pages])
             applies = bool(read.found) or doctype_mod.schema_applies(schema.schema_name, doctype)  # an e-invoice is one
-            fields, extra = (_extract_fields(schema, [p.parsed for p in pages], doctype.kind) if applies
+            fields, extra = (_extract_fields(schema, [p.parsed for p in pages], doctype_mod.field_rules(doctype)) if applies
                              else ({}, []))
             if not applies and doctype.confidence < doctype_mod.NOT_APPLICABLE_MIN_CONFIDENCE:
                 extra = ["document_type_uncertain"]  # maybe a bill after all: a person decides

@@ -99,3 +99,47 @@ def test_cues_live_in_the_data_file():
     cues = doctype.cues()
     assert {"invoice", "receipt", "amounts", "neutral"} <= set(cues)
     assert "kassenbon" in cues["receipt"]["strong"] and "invoice" in cues["invoice"]["strong"]
+
+
+def test_a_receipt_scanned_on_a_full_sheet_is_typed_by_the_shape_of_its_print():
+    """A till receipt on an A4-shaped scan (tuning half) prints "TAX INVOICE" and "INVOICE NO": by the
+    page's shape it is a bill like any other, by the shape of its print a till strip, so a receipt."""
+    if not REALDOCS.exists():
+        pytest.skip("../shared/realdocs is not laid beside the checkout")
+    rel = "sroie_train/X51007846357.jpg"
+    assert SPLIT[rel] == "tune"
+    result = process_document(REALDOCS / rel, Settings(workers=1))
+    page = result.pages[0].parsed
+    box = page.print_box
+    assert page.width / page.height > 0.6 and box is not None and box.width / box.height < 0.5
+    assert result.document_type.kind == "receipt" and result.document_type.evidence["narrow_page"] == 1.0
+    assert result.document_type.evidence["invoice_names"] >= 1  # what typed it an invoice by the page's shape
+
+    # by the page's shape alone it is an invoice, one cue point ahead of its receipt cues: the receipt
+    # rules then fill what the invoice rules leave empty (here its total), never replacing a value
+    from docroute.extractors import doctype
+    from docroute.extractors.fields import extract
+    from docroute.schemas.targets import Invoice
+
+    whole = page.model_copy(update={"print_box": None})
+    unsure = doctype.classify([whole])
+    assert unsure.kind == "invoice" and unsure.confidence <= doctype.UNSURE_INVOICE
+    assert doctype.field_rules(unsure) == "invoice_or_receipt"
+    invoice_only, both = extract(Invoice, [whole], "invoice"), extract(Invoice, [whole], "invoice_or_receipt")
+    assert "total" in set(both) - set(invoice_only)
+    assert all(both[k] == v for k, v in invoice_only.items())
+    assert doctype.field_rules(doctype.classify([page])) == "receipt"
+
+
+def test_the_print_box_decides_narrowness_where_there_is_one():
+    from docroute.extractors.doctype import classify
+    from docroute.schemas import BBox, ParsedPage
+
+    text = "Cash 10.00\nChange 0.50\nTotal 9.50\nInvoice no 12"
+    wide = ParsedPage(page_number=1, width=595.0, height=842.0, has_text_layer=False, parser="ocr", text=text)
+    strip = wide.model_copy(update={"print_box": BBox(x0=200.0, y0=100.0, x1=380.0, y1=700.0)})
+    assert classify([wide]).evidence["narrow_page"] == 0.0
+    assert classify([strip]).evidence["narrow_page"] == 1.0 and classify([strip]).kind == "receipt"
+    # a narrow page stays narrow whatever its print box (a photo's background can widen the box of ink)
+    tall = wide.model_copy(update={"width": 300.0, "print_box": BBox(x0=0.0, y0=0.0, x1=300.0, y1=320.0)})
+    assert classify([tall]).evidence["narrow_page"] == 1.0

@@ -32,11 +32,14 @@ from .schema_labels import field_specs as schema_fields
 def extract(schema: type, pages: Sequence[ParsedPage], kind: str = "invoice") -> dict[str, FieldValue]:
     """The one entry: the invoice rules for ``Invoice`` (the engine's document reading with the invoice
     lexicon, then vendor/customer blocks, totals reconciliation, currency, its item table; for a document
-    typed ``receipt`` the receipt's merchant, address, date and total payable on top), the schema-driven
-    extractor for any other schema."""
+    typed ``receipt`` the receipt's merchant, address, date and total payable on top; for one typed
+    ``invoice_or_receipt``, extractors/doctype.field_rules, only where the invoice rules found nothing),
+    the schema-driven extractor for any other schema."""
     if issubclass(schema, Invoice):
         fields = extract_invoice(pages)
-        return fields | extract_receipt(pages) if kind == "receipt" else fields
+        if kind == "receipt":
+            return fields | extract_receipt(pages)
+        return extract_receipt(pages) | fields if kind == "invoice_or_receipt" else fields
     return extract_fields(schema, pages)
 
 
