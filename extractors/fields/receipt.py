@@ -130,7 +130,8 @@ def _vendor(lines: Sequence[Line], page: ParsedPage) -> tuple[FieldValue | None,
     scan = min(len(lines), HEAD_LINES + 4)
     names = [i for i in range(scan) if _namelike(lines[i]) and not _addresslike(lines[i])
              and not find(lines[i].folded, lab["titles"], start=True)
-             and not find(lines[i].folded, lab["not_names"], start=True)]
+             and not find(lines[i].folded, lab["not_names"], start=True)
+             and lines[i].folded.strip() not in lab["column_heads"]]
     legal = [i for i in names if i < end and _form(fold(_clean_name(lines[i].text)))]
     street = next((k for k in range(scan) if _addresslike(lines[k])), None)
     above = [i for i in names if street is not None and i < street]

@@ -61,14 +61,17 @@ def _same_word(seen: str, want: str) -> bool:
 
 def find(folded: str, phrases: Sequence[str], *, start: bool = False, fuzzy: bool = True) -> str | None:
     """The first of ``phrases`` printed in ``folded`` (at its start with ``start``), OCR slips allowed
-    unless not ``fuzzy``."""
+    unless not ``fuzzy``; a phrase of several words also matches them run together into one, as OCR
+    prints a narrow gap ("TAXINVOICE", "GRANDTOTAL")."""
     words = folded.split()
     same = _same_word if fuzzy else str.__eq__
     for phrase in phrases:
         want = phrase.split()
-        for s in ([0] if start else range(len(words) - len(want) + 1)):
-            if len(words) - s >= len(want) and all(same(words[s + k], w) for k, w in enumerate(want)):
-                return phrase
+        forms = [want, ["".join(want)]] if len(want) > 1 else [want]
+        for form in forms:
+            for s in ([0] if start else range(len(words) - len(form) + 1)):
+                if len(words) - s >= len(form) and all(same(words[s + k], w) for k, w in enumerate(form)):
+                    return phrase
     return None
 
 
