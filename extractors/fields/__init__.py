@@ -29,7 +29,6 @@ from .invoice import extract_invoice
 from .receipt import extract_receipt
 from .schema_labels import field_specs as schema_fields
 
-
 RECEIPT_OWNS = ("subtotal", "tax_total", "line_items")
 
 
