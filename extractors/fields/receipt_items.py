@@ -29,7 +29,7 @@ MAX_TAX_SHARE = Decimal("0.3")  # a tax is under this share of the total
 SKIP_LEADING = 2  # stray amounts printed above the items (a header line) that the sum may leave out
 _QTY = re.compile(r"(?:^|\s)(\d{1,3})\s*(?:[a-z]{1,4}\.?\s*)?[x@*]\s*$", re.I)  # "2 x", "2 stk x", "3 @"
 _BARE_QTY = re.compile(r"(?:^|\s)(\d{1,3})\s*$")  # "SR 2 6.10 12.20": a count right before the unit price
-_LETTERS = re.compile(r"[^\W\d_]{2,}")
+_LETTERS = re.compile(r"[^\W\d_]{3,}")  # a word: a description, not a tax code ("SR", "A") or a count
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,13 @@ class Item:
     quantity: Decimal | None
     unit_price: Decimal | None
     amount: Decimal
+    net_unit: Decimal | None = None  # a unit price before tax printed beside the one after it
+
+    def net(self) -> Item:
+        """The item before tax: quantity x the unit price before tax, where the line prints one."""
+        if self.net_unit is None or self.quantity is None:
+            return self
+        return Item(self.lines, self.description, self.quantity, self.net_unit, self.quantity * self.net_unit)
 
 
 def _close(a: Decimal, b: Decimal) -> bool:
@@ -132,8 +139,8 @@ def item_lines(lines: Sequence[Line], found: Sequence[Amount]) -> list[Item]:
 
     A line that prints only a quantity and a unit price ("2 x 1.29") is the detail of the item above or
     below whose amount it makes; an item line with no words takes the description printed alone above
-    it, or below it where the receipt prints descriptions under their amounts (a text line right above
-    the totals)."""
+    it, or below it where the receipt prints descriptions under their amounts (a text line after the
+    last item line)."""
     end = _totals_start(found)
     if end is None:
         return []
@@ -162,18 +169,29 @@ def item_lines(lines: Sequence[Line], found: Sequence[Amount]) -> list[Item]:
             continue
         amount = printed[-1].value
         unit = printed[-2].value if len(printed) >= 2 else None
-        if qty is None and unit is not None and (bare := _BARE_QTY.search(printed[-2].label)):
+        net_unit = None
+        if len(printed) >= 3 and printed[-3].value <= printed[-2].value:  # qty, price before and after tax
+            net_unit, qty_label = printed[-3].value, printed[-3].label
+            qty_m = _QTY.search(qty_label)
+            qty = Decimal(qty_m.group(1)) if qty_m else None
+        else:
+            qty_label = printed[-2].label if unit is not None else ""
+        name = _description(lines[i])
+        if qty is None and unit is not None and (bare := _BARE_QTY.search(qty_label)):
             qty = Decimal(bare.group(1))
+            name = _BARE_QTY.sub("", name)
         if qty is not None and unit is not None and not _close(qty * unit, amount):
             qty, unit = None, None
         if qty is None and unit is not None:
             unit = None
+        if qty is None:
+            net_unit = None
         used: tuple[int, ...] = (i,)
         if detail is not None and qty is None and detail[0] == i - 1 and _close(detail[1] * detail[2], amount):
             used, qty, unit = (detail[0], i), detail[1], detail[2]
         detail = None
-        items.append(Item(used, _description(lines[i]) or None, qty, unit, amount))
-    below = end >= 2 and _text_only(lines[end - 1]) and any(it.lines[-1] == end - 2 for it in items)
+        items.append(Item(used, name or None, qty, unit, amount, net_unit))
+    below = bool(items) and items[-1].lines[-1] + 1 < end and _text_only(lines[items[-1].lines[-1] + 1])
     out = []
     for it in items:
         if it.description and _LETTERS.search(it.description):
@@ -181,7 +199,8 @@ def item_lines(lines: Sequence[Line], found: Sequence[Amount]) -> list[Item]:
             continue
         k = it.lines[-1] + 1 if below else it.lines[0] - 1
         if 0 <= k < end and k not in at and _text_only(lines[k]):
-            it = Item(tuple(sorted((*it.lines, k))), lines[k].text.strip(), it.quantity, it.unit_price, it.amount)
+            it = Item(tuple(sorted((*it.lines, k))), lines[k].text.strip(), it.quantity, it.unit_price, it.amount,
+                      it.net_unit)
         out.append(it)
     return out
 
@@ -205,10 +224,11 @@ def extract_items(lines: Sequence[Line], found: Sequence[Amount], page: ParsedPa
             return None  # the tax is included in the item amounts: they add up to the total, not the net
     else:
         targets = [total.value - r for r in _roundings(found)]
-    for k in range(min(len(items), SKIP_LEADING + 1)):
-        chosen = items[k:]
+    # the amounts as printed; or, where lines print a unit price before tax too, the amounts before tax
+    for chosen in (items[k:] if net is False else [it.net() for it in items[k:]]
+                   for net in (False, True) for k in range(min(len(items), SKIP_LEADING + 1))):
         got = sum((it.amount for it in chosen), Decimal(0))
-        if any(_close(got, t) for t in targets):
+        if chosen and any(_close(got, t) for t in targets):
             break
     else:
         return None
