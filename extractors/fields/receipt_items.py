@@ -1,15 +1,19 @@
 """A till receipt's subtotal, tax and item lines, kept only when they reconcile with its total payable.
 
 - Subtotal and tax (roles ``subtotal`` and ``tax`` of receipt_total): a printed subtotal and tax that
-  add up to the total (give or take the printed rounding); or a line of the tax summary that prints
-  the net and the tax side by side and adds up to it; or a tax printed as *included* in the total
+  add up to the total (give or take the printed rounding); or the tax summary below the totals (per
+  rate the net and the tax, and maybe their sum): its sum row, or all its rows, adding up to the total
+  (German receipts print "Netto / MwSt / Brutto" so); or a tax printed as *included* in the total
   ("davon MwSt", "GST included"): then the subtotal is the total less that tax (derived), so that
   subtotal + tax = total holds as the schema says.
 - Item lines: the lines between the header and the totals block that print an amount with no role
   (description at the left, amount at the right; ``2 x 4.50`` or ``2 @ 4.50`` before it gives the
   quantity and unit price; a line that prints only a quantity and a price is the detail of the item
-  above or takes its description from the line above). They are kept only when their amounts add up
-  to the subtotal (or, when none is printed, to the total with no tax); a wrong list is worse than none.
+  above or below; a line with no words takes its description from the text line above it, or below it
+  where the receipt prints them so). They are kept only when their amounts add up to the subtotal, or,
+  where each line prints a unit price before tax beside the one after it, their amounts before tax do
+  (or, when no subtotal is printed, to the total less the rounding); a wrong list is worse than none.
+  Item amounts that include the tax (a tax-inclusive receipt) do not add up to the subtotal: no items.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from docroute.schemas import BBox, FieldValue, ParsedPage
+from docroute.schemas import FieldValue, ParsedPage
 
 from .receipt_lines import _AMOUNT, Line, _repair, amounts, field, find, labels
 from .receipt_total import CENT, Amount
@@ -237,5 +241,4 @@ def extract_items(lines: Sequence[Line], found: Sequence[Amount], page: ParsedPa
     used = [lines[i] for it in chosen for i in it.lines]
     conf = sum(ln.confidence for ln in used) / len(used) * (0.95 if "subtotal" in sums else 0.85)
     fv = field("line_items", rows, conf, page, used)
-    return fv.model_copy(update={"bbox": BBox.enclosing([ln.bbox for ln in used]),
-                                 "raw_text": "\n".join(ln.text for ln in used)})
+    return fv.model_copy(update={"raw_text": "\n".join(ln.text for ln in used)})  # one item line a row, as invoices
