@@ -11,7 +11,9 @@ against its publisher's labels, with their conventions (../shared/realdocs/SOURC
   ``amount`` in cents -> total.
 
 Printed per half of the split fixed by file hash (bench/realdocs_split.py): accuracy per field, the
-documents that went straight through (``needs_review`` false) and how many of their fields were right.
+documents that went straight through (``needs_review`` false) and how many of their fields were right;
+how many receipts have a subtotal and tax filled (and adding up to the total) and line items filled
+(and adding up to the subtotal, or with none to the total less the tax); the publishers label neither.
 
     python bench/receipts_eval.py [--engine rapidocr] [--jobs 2] [--json out.json]
 """
@@ -88,6 +90,7 @@ def score(path: Path, label: dict, engine: str | None = None) -> dict:
            "needs_review": inv.needs_review if inv else True, "reasons": list(inv.review_reasons) if inv else [],
            "predicted": {k: str(data.get(k)) for k in ("vendor_name", "vendor_address", "invoice_date", "total")}}
     total = _decimal(data.get("total"))
+    row["reconcile"] = _reconcile(data, total)
     if "company" in label:  # SROIE
         row["right"] = {"vendor": _similar(data.get("vendor_name"), label["company"]),
                         "address": _similar(data.get("vendor_address"), label["address"]),
@@ -98,6 +101,20 @@ def score(path: Path, label: dict, engine: str | None = None) -> dict:
                         "date": data.get("invoice_date") == _label_date(label["date"], "%d%m%Y"),
                         "total": total is not None and total == Decimal(label["amount"]) / 100}
     return row
+
+
+def _reconcile(data: dict, total: Decimal | None) -> dict:
+    """Which of subtotal, tax and line items are filled and whether they add up (to the cent or two)."""
+    sub, tax = _decimal(data.get("subtotal")), _decimal(data.get("tax_total"))
+    items = data.get("line_items") or []
+    amounts = [_decimal(it.get("amount") if isinstance(it, dict) else getattr(it, "amount", None)) for it in items]
+    out = {"subtotal_tax": sub is not None and tax is not None, "items": len(items)}
+    out["subtotal_tax_ok"] = bool(out["subtotal_tax"] and total is not None
+                                  and abs(sub + tax - total) <= Decimal("0.02"))
+    target = sub if sub is not None else (total - (tax or 0) if total is not None else None)
+    out["items_ok"] = bool(items and target is not None and None not in amounts
+                           and abs(sum(amounts, Decimal(0)) - target) <= Decimal("0.01") * (len(amounts) + 1))
+    return out
 
 
 def report(rows: list[dict]) -> str:
@@ -113,6 +130,10 @@ def report(rows: list[dict]) -> str:
         lines.append(f"{which} half ({len(part)} receipts): " + ", ".join(cells))
         lines.append(f"  straight through: {len(straight)} of {len(part)}; their fields right: "
                      f"{sum(fields)}/{len(fields)}")
+        rec = [r.get("reconcile", {}) for r in part]
+        lines.append(f"  subtotal and tax filled: {sum(bool(c.get('subtotal_tax')) for c in rec)}, adding up to the "
+                     f"total: {sum(bool(c.get('subtotal_tax_ok')) for c in rec)}; line items filled: "
+                     f"{sum(bool(c.get('items')) for c in rec)}, adding up: {sum(bool(c.get('items_ok')) for c in rec)}")
     return "\n".join(lines)
 
 

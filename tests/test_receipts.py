@@ -1,4 +1,5 @@
-"""Receipts: merchant, address, date and total payable, right on the CPU path.
+"""Receipts: merchant, address, date and total payable, right on the CPU path; subtotal, tax and line
+items only where they reconcile with that total.
 
 The floors are asserted on the test half of the realdocs receipts (sroie_train and softmatic_receipts;
 split fixed by file hash in tests/realdocs_split.json), read with RapidOCR, the engine receipts use;
@@ -19,7 +20,7 @@ import pytest
 from docroute.extractors.fields.receipt import extract_receipt
 from docroute.schemas import BBox, ParsedPage, Word
 
-from conftest import REALDOCS, REPO
+from conftest import REALDOCS, REPO, realdoc
 
 sys.path.insert(0, str(REPO / "bench"))
 import realdocs_split  # noqa: E402
@@ -105,3 +106,90 @@ def test_an_ocr_slip_in_the_label_is_read_and_cash_minus_change_confirms_it():
     fields = extract_receipt([_page(
         "SHOP ENTERPRISE", "TOTAL QTY 25 _ 32.69", "TOTEL SALES INCL GST _ 32.70", "CHANGE _ 7.30", "CASH _ 40.00")])
     assert fields["total"].value == Decimal("32.70")
+
+
+def _through_pipeline(rel: str):
+    """A tuning-half realdocs receipt through the whole pipeline with RapidOCR: its invoice extraction."""
+    from docroute.pipelines.process import process_document
+    from docroute.pipelines.settings import Settings
+
+    assert realdocs_split.half_of(rel) == "tune"  # the test half is for the floors only
+    settings = Settings(workers=1)
+    settings = settings.model_copy(update={"ocr": settings.ocr.model_copy(update={"engine": ENGINE})})
+    result = process_document(realdoc(rel), settings)
+    assert result.document_type.kind == "receipt"
+    return next(ex for ex in result.extractions if ex.schema_name == "invoice")
+
+
+def test_printed_subtotal_and_tax_reconcile_and_items_before_tax_sum_to_the_subtotal():
+    # "Total Sales (Excluding GST) 180.00", "Total GST 10.80", "Total Sales (Inclusive of GST) 190.80"; each
+    # item line prints the quantity, the unit price before and after GST and the amount after GST
+    inv = _through_pipeline("sroie_train/X51008142059.jpg")
+    assert inv.data["total"] == Decimal("190.80")
+    assert (inv.data["subtotal"], inv.data["tax_total"]) == (Decimal("180.00"), Decimal("10.80"))
+    for name in ("subtotal", "tax_total"):
+        fv = inv.fields[name]
+        assert fv.page_number == 1 and fv.bbox is not None and fv.source == "ocr"
+        assert fv.value == inv.data[name] and str(fv.value) in fv.raw_text.replace(",", ".")
+    items = inv.data["line_items"]
+    assert [(it["quantity"], it["unit_price"], it["amount"]) for it in items] == [
+        (Decimal(10), Decimal("16.50"), Decimal("165.00")), (Decimal(5), Decimal("3.00"), Decimal("15.00"))]
+    assert "KAPUR AIR" in items[1]["description"]  # the description printed under its amount line
+    assert inv.fields["line_items"].bbox is not None
+    reasons = set(inv.review_reasons)
+    assert not reasons & {"unreconciled:no_subtotal", "unreconciled:no_tax_total", "unreconciled:no_line_items",
+                          "total_mismatch", "line_items_sum_mismatch", "total_unreconciled"}, reasons
+
+
+def test_tax_summary_rows_give_subtotal_and_tax_and_item_lines_with_descriptions_below():
+    # no subtotal label: the GST summary row "SR 6% 155.50 9.31" and the rounding -0.01 make 164.80; the item
+    # lines (quantity, unit price, amount; the dish printed under each) add up to 155.50
+    inv = _through_pipeline("sroie_train/X51007231361.jpg")
+    assert inv.data["total"] == Decimal("164.80")
+    assert (inv.data["subtotal"], inv.data["tax_total"]) == (Decimal("155.50"), Decimal("9.31"))
+    items = inv.data["line_items"]
+    assert sum(it["amount"] for it in items) == Decimal("155.50") and len(items) == 7
+    assert "MUSHROOM" in items[0]["description"] and items[0]["quantity"] == 2
+    assert not {r for r in inv.review_reasons if r.startswith("unreconciled:") or r.endswith("_mismatch")}
+
+
+def test_german_tax_summary_is_netto_plus_mwst_and_gross_items_are_left_out():
+    # MwSt summary per rate (netto, MwSt, brutto): 6.59 + 1.50 net and 0.46 + 0.28 tax make "zu zahlen" 8.83.
+    # The item lines add up to 8.83 (tax included), not to the net subtotal: no items rather than a list that
+    # does not reconcile
+    inv = _through_pipeline("softmatic_receipts/aldi_18042020_11_00883.jpg")
+    assert inv.data["total"] == Decimal("8.83")
+    assert (inv.data["subtotal"], inv.data["tax_total"]) == (Decimal("8.09"), Decimal("0.74"))
+    assert inv.fields["tax_total"].raw_text.count("|") == 1  # both rate rows are its provenance
+    assert not inv.data.get("line_items")
+    assert "line_items_sum_mismatch" not in inv.review_reasons
+    assert "unreconciled:no_line_items" in inv.review_reasons
+
+
+def test_item_lines_that_do_not_sum_give_no_items():
+    # per-unit prices before GST rounded on each line: their products miss the printed subtotal by cents
+    inv = _through_pipeline("sroie_train/X51005268472.jpg")
+    assert (inv.data["subtotal"], inv.data["tax_total"], inv.data["total"]) == (
+        Decimal("31.03"), Decimal("1.65"), Decimal("32.70"))
+    assert not inv.data.get("line_items")
+
+
+def test_the_line_sum_decides_between_two_totals():
+    fields = extract_receipt([_page("SHOP LTD", "TEA _ 3.00", "RICE 1KG _ 4.50", "TOTAL _ 7.50", "TOTAL _ 9.90")])
+    assert fields["total"].value == Decimal("7.50")  # without the items' sum the larger total would win the tie
+    assert [it["amount"] for it in fields["line_items"].value] == [Decimal("3.00"), Decimal("4.50")]
+    assert [it["description"] for it in fields["line_items"].value] == ["TEA", "RICE 1KG"]
+
+
+def test_quantity_detail_lines_and_a_printed_pair():
+    fields = extract_receipt([_page(
+        "SHOP LTD", "APPLES _ 2.58", "2 x 1.29", "BREAD", "3 @ 1.00 _ 3.00", "SUBTOTAL _ 5.58", "TAX _ 0.42",
+        "TOTAL _ 6.00")])
+    assert (fields["subtotal"].value, fields["tax_total"].value, fields["total"].value) == (
+        Decimal("5.58"), Decimal("0.42"), Decimal("6.00"))
+    rows = fields["line_items"].value
+    assert [(r["description"], r["quantity"], r["unit_price"], r["amount"]) for r in rows] == [
+        ("APPLES", Decimal(2), Decimal("1.29"), Decimal("2.58")), ("BREAD", Decimal(3), Decimal("1.00"), Decimal("3.00"))]
+    none = extract_receipt([_page("SHOP LTD", "APPLES _ 2.58", "BREAD _ 3.10", "SUBTOTAL _ 5.58", "TAX _ 0.42",
+                                  "TOTAL _ 6.00")])
+    assert "line_items" not in none and none["subtotal"].value == Decimal("5.58")

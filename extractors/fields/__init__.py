@@ -12,6 +12,7 @@
 * ``parties``: vendor and customer names and addresses;
 * ``invoice``: the composition for invoices;
 * ``receipt``: a till receipt's merchant, address, date and total payable (documents typed ``receipt``);
+  ``receipt_items``: its subtotal, tax and item lines where they reconcile with that total;
 * ``common``: candidates and their FieldValue (confidence, provenance), identifiers — shared;
 * ``schema_labels``, ``synonyms.toml``, ``values``, ``tables``, ``generic``: the schema-driven
   extractor for any other ``TargetSchema`` (labels from the model, values typed by its annotations,
@@ -28,18 +29,24 @@ from .invoice import extract_invoice
 from .receipt import extract_receipt
 from .schema_labels import field_specs as schema_fields
 
+RECEIPT_OWNS = ("subtotal", "tax_total", "line_items")
+
 
 def extract(schema: type, pages: Sequence[ParsedPage], kind: str = "invoice") -> dict[str, FieldValue]:
     """The one entry: the invoice rules for ``Invoice`` (the engine's document reading with the invoice
     lexicon, then vendor/customer blocks, totals reconciliation, currency, its item table; for a document
-    typed ``receipt`` the receipt's merchant, address, date and total payable on top; for one typed
-    ``invoice_or_receipt``, extractors/doctype.field_rules, only where the invoice rules found nothing),
-    the schema-driven extractor for any other schema."""
+    typed ``receipt`` the receipt's merchant, address, date and total payable on top, and its subtotal,
+    tax and item lines only from the receipt rules, where they reconcile; for one typed
+    ``invoice_or_receipt``, extractors/doctype.field_rules, the receipt rules fill only what the invoice
+    rules left empty), the schema-driven extractor for any other schema."""
     if issubclass(schema, Invoice):
         fields = extract_invoice(pages)
-        if kind == "receipt":
-            return fields | extract_receipt(pages)
-        return extract_receipt(pages) | fields if kind == "invoice_or_receipt" else fields
+        if kind == "invoice_or_receipt":
+            return extract_receipt(pages) | fields
+        if kind != "receipt":
+            return fields
+        # a receipt's subtotal, tax and items are the receipt rules' alone: kept only where they reconcile
+        return {k: v for k, v in fields.items() if k not in RECEIPT_OWNS} | extract_receipt(pages)
     return extract_fields(schema, pages)
 
 

@@ -21,8 +21,9 @@ from datetime import date
 from docroute.extractors.doctype import fold
 from docroute.schemas import FieldValue, ParsedPage
 
+from .receipt_items import extract_items, line_sums, subtotal_tax
 from .receipt_lines import Line, amounts, field, find, labels, page_lines
-from .receipt_total import extract_total
+from .receipt_total import amounts_of, extract_total
 
 HEAD_LINES = 12  # the merchant is among the first lines
 FOOT_LINES = 8  # ... or, when the header prints only a logo, its legal entity among the last
@@ -264,7 +265,8 @@ def _date(lines: Sequence[Line], page: ParsedPage) -> FieldValue | None:
 
 
 def extract_receipt(pages: Sequence[ParsedPage]) -> dict[str, FieldValue]:
-    """The merchant, its address, the date and the total payable of a receipt (its first page)."""
+    """The merchant, its address, the date and the total payable of a receipt (its first page); the
+    subtotal, tax and item lines where they reconcile with that total (receipt_items.py)."""
     if not pages or not pages[0].words:
         return {}
     page = pages[0]
@@ -275,7 +277,12 @@ def extract_receipt(pages: Sequence[ParsedPage]) -> dict[str, FieldValue]:
         found["vendor_name"] = vendor
         if address := _address(lines, at, page):
             found["vendor_address"] = address
-    for fv in (_date(lines, page), extract_total(lines, page)):
-        if fv:
-            found[fv.name] = fv
+    if date_fv := _date(lines, page):
+        found["invoice_date"] = date_fv
+    printed = amounts_of(lines)
+    if total := extract_total(lines, page, printed, line_sums(lines, printed)):
+        found["total"] = total
+        found |= subtotal_tax(printed, total, lines, page)
+        if items := extract_items(lines, printed, page, total, found):
+            found["line_items"] = items
     return found

@@ -10,6 +10,7 @@ be the total is scored by the evidence for it:
 - tendered - change equals it; or, with no change printed, it is what was tendered (a card payment);
 - subtotal + tax (+ rounding) or another payable amount + rounding equals it, or it is that amount
   rounded to 0.05 where a rounding line is printed (the amount payable is after rounding);
+- the item lines add up to it, or to it less the tax printed (receipt_items.line_sums);
 - it is printed again below.
 
 The best-scored amount wins; its confidence grows with the evidence and drops when the runner-up
@@ -52,7 +53,8 @@ def role(label: str) -> str | None:
     return best[2] if best else None
 
 
-def _amounts(lines: Sequence[Line]) -> list[Amount]:
+def amounts_of(lines: Sequence[Line]) -> list[Amount]:
+    """Every amount printed on the lines, with its role and whether it is in the tax summary."""
     lex = labels()["total"]
     out: list[Amount] = []
     summary = False
@@ -77,7 +79,7 @@ def _round5(value: Decimal) -> Decimal:
     return (value / Decimal("0.05")).quantize(Decimal(1), rounding=ROUND_HALF_UP) * Decimal("0.05")
 
 
-def _scores(found: list[Amount]) -> dict[Decimal, float]:
+def _scores(found: list[Amount], line_sums: Sequence[Decimal] = ()) -> dict[Decimal, float]:
     by_role: dict[str | None, list[Amount]] = {}
     for a in found:
         by_role.setdefault(a.role, []).append(a)
@@ -118,6 +120,11 @@ def _scores(found: list[Amount]) -> dict[Decimal, float]:
                     add(v, 2.0)
         if roundings and _round5(p.value) != p.value and _round5(p.value) in values:
             add(_round5(p.value), 1.0)
+    rounded = [Decimal(0), *roundings, *(-r for r in roundings)]
+    for s in (s for s in set(line_sums) if s > 0):  # the items, plus the tax where it is added
+        taxed = {s + t.value + r for t in taxes for r in rounded} & values
+        for v in taxed or ({s + r for r in rounded} & values):
+            add(v, 1.5)
     counts: dict[Decimal, int] = {}
     for a in found:
         counts[a.value] = counts.get(a.value, 0) + 1
@@ -126,9 +133,12 @@ def _scores(found: list[Amount]) -> dict[Decimal, float]:
     return scores
 
 
-def extract_total(lines: Sequence[Line], page: ParsedPage) -> FieldValue | None:
-    found = _amounts(lines)
-    scores = _scores(found)
+def extract_total(lines: Sequence[Line], page: ParsedPage, found: Sequence[Amount] | None = None,
+                  line_sums: Sequence[Decimal] = ()) -> FieldValue | None:
+    """The total payable; ``found`` (the amounts printed, :func:`amounts_of`) and ``line_sums`` (what the
+    item lines add up to) when the caller has read them already."""
+    found = list(amounts_of(lines) if found is None else found)
+    scores = _scores(found, line_sums)
     if not scores:
         return None
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], -kv[0]))
