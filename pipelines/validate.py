@@ -6,10 +6,13 @@ credit notes' negative amounts aside), the due date against the invoice date; fo
 schema, the checks it declares (pipelines/checks.py) and its own model validators. Each failed check,
 missing key field, low-confidence field or unavailable VLM is a review reason.
 
-Straight through (``needs_review`` false) means: every field's confidence (calibrated: the probability
-of being right, extractors/fields/calibration.py) at least ``REVIEW_CONFIDENCE``, and, for an invoice
-or receipt, its amounts reconciled — an amount check that could not run because a term is missing is
-a reason of its own (:func:`checks_not_run`), never a pass.
+Straight through (``needs_review`` false) means: every field's confidence at least
+``REVIEW_CONFIDENCE``, and, for an invoice or receipt, its amounts reconciled — an amount check that
+could not run because a term is missing is a reason of its own (:func:`checks_not_run`), never a pass —
+and every field the layout path read at least ``STRAIGHT_THROUGH_CONFIDENCE`` (calibrated: the
+probability of being right, extractors/fields/calibration.py; ``unsure:<field>`` otherwise): what
+goes to a warehouse unreviewed should be right 99 times in 100, so a field the calibration gives less
+waits for a person even when nothing contradicts it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from docroute.schemas.targets import Invoice, TargetSchema
 
 KEY_FIELDS = {"invoice": ("invoice_number", "invoice_date", "total")}
 REVIEW_CONFIDENCE = 0.6
+STRAIGHT_THROUGH_CONFIDENCE = 0.99  # the share of straight-through fields that must be right (issue 14)
+CALIBRATED_SOURCES = ("layout", "ocr", "derived")  # the layout path's fields (VLM and machine values aside)
 CENT = Decimal("0.01")
 
 
@@ -251,6 +256,10 @@ def build_extraction(
             reasons += checks_not_run(obj)
     reasons += run_checks(obj) + [f"check_failed:{msg}" for msg in failed]
     reasons += [f"low_confidence:{name}" for name, fv in sorted(kept.items()) if fv.confidence < REVIEW_CONFIDENCE]
+    if isinstance(obj, Invoice):  # its layout fields' confidences are calibrated probabilities
+        reasons += [f"unsure:{name}" for name, fv in sorted(kept.items())
+                    if name != "line_items" and fv.source in CALIBRATED_SOURCES
+                    and REVIEW_CONFIDENCE <= fv.confidence < STRAIGHT_THROUGH_CONFIDENCE]
     if errors:
         reasons.append("validation_errors")
     if routed_pages and vlm_status != "ok":

@@ -91,6 +91,12 @@ def test_disagreeing_total_is_flagged_with_both_values_and_the_xml_wins():
     assert raw["layout"]["total"]["value"] == "160.65"  # the picture's value is kept beside the XML's
 
 
+def _only_unsure_layout_fields(ex) -> bool:
+    """No check failed, nothing is missing: what remains for review is at most a field read off the
+    picture that the calibration does not give 99 in 100 (pipelines/validate.STRAIGHT_THROUGH_CONFIDENCE)."""
+    return all(r.startswith("unsure:") and ex.fields[r.partition(":")[2]].source == "layout" for r in ex.review_reasons)
+
+
 @pytest.mark.parametrize("name", QR_SAMPLES)
 def test_payment_qr_amount_iban_reference_decoded(name):
     case = expected(name)
@@ -106,7 +112,7 @@ def test_payment_qr_amount_iban_reference_decoded(name):
     assert ex.data["invoice_number"] == want["invoice_number"]  # the rest still comes from the layout
     box = ex.fields["iban"].bbox  # where the generator drew the code, in points: Rect(380, 560, 510, 690)
     assert 375 <= box.x0 < box.x1 <= 515 and 555 <= box.y0 < box.y1 <= 695
-    assert ex.fields["invoice_number"].source == "layout" and not ex.review_reasons
+    assert ex.fields["invoice_number"].source == "layout" and _only_unsure_layout_fields(ex)
 
 
 def test_payload_parsers_reject_other_codes_and_bad_ibans():
@@ -155,7 +161,7 @@ def test_minimum_profile_leaves_line_items_and_addresses_to_the_layout(tmp_path)
     assert ex.fields["total"].source == "einvoice" and ex.fields["vendor_name"].source == "einvoice"
     assert ex.fields["line_items"].source == "layout" and len(ex.data["line_items"]) == 4
     assert ex.fields["vendor_address"].source == "layout"
-    assert not ex.review_reasons  # picture and data agree
+    assert _only_unsure_layout_fields(ex)  # picture and data agree
 
 
 def test_printed_iban_and_number_against_the_xml(tmp_path):

@@ -6,12 +6,12 @@ import json
 from datetime import date
 from decimal import Decimal
 
-from docroute.pipelines.validate import REVIEW_CONFIDENCE, build_extraction, invoice_checks
+from docroute.pipelines.validate import REVIEW_CONFIDENCE, STRAIGHT_THROUGH_CONFIDENCE, build_extraction, invoice_checks
 from docroute.schemas import BBox, FieldValue
 from docroute.schemas.targets import Invoice, LineItem
 
 
-def fv(name, value, conf=0.95, source="layout"):
+def fv(name, value, conf=0.995, source="layout"):  # a field the calibration says is right 99.5 times in 100
     return FieldValue(name=name, value=value, confidence=conf, source=source, page_number=1,
                       bbox=BBox(x0=1, y0=2, x1=3, y1=4), raw_text=str(value))
 
@@ -126,3 +126,9 @@ def test_a_reconciled_confident_invoice_goes_straight_through_and_a_doubtful_fie
     f["vendor_name"] = fv("vendor_name", "ACME GmbH", conf=REVIEW_CONFIDENCE - 0.01)
     ex = build_extraction(Invoice, f)
     assert ex.needs_review and ex.review_reasons == ("low_confidence:vendor_name",)
+    # likely right, but not right 99 times in 100: nothing contradicts it, and still a person looks
+    f["vendor_name"] = fv("vendor_name", "ACME GmbH", conf=STRAIGHT_THROUGH_CONFIDENCE - 0.02)
+    assert build_extraction(Invoice, f).review_reasons == ("unsure:vendor_name",)
+    # the VLM's and machine-readable values are not calibrated probabilities: the bar is not theirs
+    f["vendor_name"] = fv("vendor_name", "ACME GmbH", conf=STRAIGHT_THROUGH_CONFIDENCE - 0.02, source="vlm")
+    assert build_extraction(Invoice, f).needs_review is False
