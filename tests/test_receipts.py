@@ -1,9 +1,10 @@
 """Receipts: merchant, address, date and total payable, right on the CPU path.
 
 The floors are asserted on the test half of the realdocs receipts (sroie_train and softmatic_receipts;
-split fixed by file hash in tests/realdocs_split.json), read with RapidOCR, the engine receipts use;
-the rules and lexicon (extractors/fields/receipt*.py, receipt_labels.toml) were tuned on the tuning half
-only. ``python bench/receipts_eval.py --engine rapidocr`` prints both halves.
+split fixed by file hash in tests/realdocs_split.json), through the whole pipeline with the default
+settings, whose OCR (``auto``) reads receipts with RapidOCR; the rules and lexicon
+(extractors/fields/receipt*.py, receipt_labels.toml) were tuned on the tuning half only.
+``python bench/receipts_eval.py`` prints both halves.
 """
 
 from __future__ import annotations
@@ -11,31 +12,25 @@ from __future__ import annotations
 import sys
 from datetime import date
 from decimal import Decimal
-from functools import partial
-from multiprocessing import get_context
 
 import pytest
 
 from docroute.extractors.fields.receipt import extract_receipt
 from docroute.schemas import BBox, ParsedPage, Word
 
-from conftest import REALDOCS, REPO
+from conftest import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 import realdocs_split  # noqa: E402
 import receipts_eval  # noqa: E402
 
-ENGINE = "rapidocr"
-
 
 @pytest.fixture(scope="session")
-def test_half_rows() -> list[dict]:
-    if not REALDOCS.exists():
-        pytest.skip("../shared/realdocs is not laid beside the checkout")
+def test_half_rows(realdocs_results) -> list[dict]:
     items = [(p, lab) for p, lab in receipts_eval.receipts()
              if realdocs_split.half_of(f"{p.parent.name}/{p.name}") == "test"]
-    with get_context("spawn").Pool(2) as pool:
-        return pool.map(partial(receipts_eval._score, engine=ENGINE), items)
+    results = realdocs_results([f"{p.parent.name}/{p.name}" for p, _ in items])
+    return [receipts_eval.score_result(p, lab, result) for (p, lab), result in zip(items, results, strict=True)]
 
 
 def _share(rows: list[dict], field: str) -> float:
