@@ -45,7 +45,7 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realdocs_split import REALDOCS, REPO, half_of  # noqa: E402
+from realdocs_split import REALDOCS, REPO, half_of, run_document  # noqa: E402
 
 CACHE = Path("/tmp/docroute-calibrate")
 NOT_HASHED = {"calibration.json", "calibration.py", "evaluate.py"}  # they change no raw value
@@ -129,23 +129,26 @@ def _uncalibrated() -> None:
 
 
 def raw_values(job: tuple[str, dict, str]) -> dict:
-    """One document through the pipeline, calibration off: its labelled fields' values, raw confidence
-    and source, and the extraction's review reasons (rightness is decided later, against the labels)."""
+    """One document through the pipeline, calibration off (the pool's initializer): its :func:`raw_row`,
+    cached in ``cache_dir``."""
     rel, label, cache_dir = job
     target = Path(cache_dir) / f"{hashlib.sha256(rel.encode()).hexdigest()[:20]}.json"
     if target.exists():
         return json.loads(target.read_text())
-    from docroute.pipelines.process import process_document
-    from docroute.pipelines.settings import Settings
+    row = raw_row(rel, run_document(rel))
+    target.write_text(json.dumps(row))
+    return row
+
+
+def raw_row(rel: str, result) -> dict:
+    """A document's DocumentResult (``process_document``'s): its labelled fields' values, confidence and
+    source, and the extraction's review reasons (rightness is decided later, against the labels)."""
     from docroute.pipelines.validate import jsonable
 
-    result = process_document(REALDOCS / rel, Settings(workers=1))
     inv = next((ex for ex in result.extractions if ex.schema_name == "invoice"), None)
     fields = {name: {"value": jsonable(inv.data.get(name)), "raw": fv.confidence, "source": fv.source}
               for name, fv in sorted(inv.fields.items()) if name != "line_items"} if inv else {}
-    row = {"file": rel, "fields": fields, "reasons": list(inv.review_reasons) if inv else ["no_extraction"]}
-    target.write_text(json.dumps(row))
-    return row
+    return {"file": rel, "fields": fields, "reasons": list(inv.review_reasons) if inv else ["no_extraction"]}
 
 
 def scored(row: dict, label: dict) -> list[dict]:

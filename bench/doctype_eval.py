@@ -1,7 +1,8 @@
 """How right the document-type classifier is on ../shared/realdocs, per half of the fixed split.
 
-Each document's first pages go through the pipeline's own page step (``process_page``: text layer, or
-tesseract for page images) and ``extractors.doctype.classify``. Labels come from realdocs/index.csv:
+Each document goes through the whole pipeline (``process_document``, defaults, no VLM: the page step
+reads the text layer, or OCRs page images with the default engine ``auto``) and its ``document_type``
+(``extractors.doctype.classify`` on the first two pages read) is scored. Labels come from realdocs/index.csv:
 kind ``invoice`` and ``receipt`` as they are, every other kind (table, chart, scan, handwriting, form,
 other) is ``other``. Printed per half: accuracy, a confusion table, and the documents it got wrong.
 
@@ -15,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realdocs_split import REALDOCS, bench_main, documents, half_of  # noqa: E402
+from realdocs_split import bench_main, documents, half_of, run_document  # noqa: E402
 
 CLASSES = ("invoice", "receipt", "other")
 
@@ -25,19 +26,15 @@ def label(kind: str) -> str:
 
 
 def classify_file(row: dict) -> dict:
-    from docroute.extractors.doctype import classify
-    from docroute.pipelines.ingest import open_file
-    from docroute.pipelines.process import process_page
-    from docroute.pipelines.settings import Settings
+    return type_row(row, run_document(row["file"]))
 
-    path = REALDOCS / row["file"]
+
+def type_row(row: dict, result) -> dict:
+    """An index.csv row scored by the document type of its DocumentResult (``process_document``'s)."""
     out = {"file": row["file"], "label": label(row["kind"]), "half": half_of(row["file"])}
-    try:
-        with open_file(path) as doc:
-            pages = [process_page(doc, n, Settings(workers=1))[0].parsed for n in range(1, min(doc.page_count, 2) + 1)]
-    except Exception as exc:  # an input docroute cannot open (a .txt): not scored
-        return out | {"error": f"{type(exc).__name__}: {exc}"}
-    t = classify(pages)
+    t = result.document_type
+    if t is None:  # an input docroute cannot read (a .txt): not scored
+        return out | {"error": result.error}
     return out | {"predicted": t.kind, "confidence": t.confidence, "evidence": t.evidence}
 
 

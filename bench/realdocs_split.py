@@ -46,6 +46,16 @@ def half_of(file: str) -> str:
     return split()[file]
 
 
+def run_document(rel: str):
+    """One realdocs document (``rel``: its path relative to realdocs) through the whole pipeline:
+    ``process_document`` with the default settings (OCR ``auto``: RapidOCR for receipts; no VLM), one
+    worker. The DocumentResult the benchmarks score (the tests score the same, made once per session)."""
+    from docroute.pipelines.process import process_document
+    from docroute.pipelines.settings import Settings
+
+    return process_document(REALDOCS / rel, Settings(workers=1))
+
+
 def bench_main(doc: str, fn, items: list, report, argv: list[str] | None = None) -> int:
     """The command line of a realdocs benchmark: ``fn`` over ``items`` in a process pool, the rows
     optionally saved as JSON (``--json``), then ``report(rows)`` printed."""

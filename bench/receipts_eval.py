@@ -81,7 +81,11 @@ def score(path: Path, label: dict, engine: str | None = None) -> dict:
     settings = Settings(workers=1)
     if engine:
         settings = settings.model_copy(update={"ocr": settings.ocr.model_copy(update={"engine": engine})})
-    result = process_document(path, settings)
+    return score_result(path, label, process_document(path, settings))
+
+
+def score_result(path: Path, label: dict, result) -> dict:
+    """The row of one receipt's DocumentResult (``process_document``'s) scored against its label."""
     inv = next((ex for ex in result.extractions if ex.schema_name == "invoice"), None)
     data = inv.data if inv else {}
     row = {"file": f"{path.parent.name}/{path.name}", "half": half_of(f"{path.parent.name}/{path.name}"),

@@ -39,6 +39,32 @@ def realdoc(rel: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def realdocs_results():
+    """``results(files)``: the DocumentResults of realdocs files (paths relative to realdocs), each file
+    through the whole pipeline once per session (``bench/realdocs_split.run_document``: process_document,
+    default settings) in two spawned processes, remembered for the next test that asks. The receipts,
+    document-type and calibration tests score the same test-half documents: OCR reads each once."""
+    if not REALDOCS.exists():
+        pytest.skip("../shared/realdocs is not laid beside the checkout")
+    from multiprocessing import get_context
+
+    if str(REPO / "bench") not in sys.path:
+        sys.path.insert(0, str(REPO / "bench"))  # the workers import it by name too
+    from realdocs_split import run_document
+
+    done: dict = {}
+
+    def results(files: list[str]) -> list:
+        todo = [f for f in dict.fromkeys(files) if f not in done]
+        if todo:
+            with get_context("spawn").Pool(min(2, len(todo))) as pool:
+                done.update(zip(todo, pool.imap(run_document, todo, chunksize=1), strict=True))
+        return [done[f] for f in files]
+
+    return results
+
+
 def journal(out: Path) -> list[dict]:
     """Every commit line of every run's journal under ``out/_manifests``, oldest run first."""
     lines = []

@@ -32,10 +32,10 @@ def test_the_split_is_the_hash_rule_written_down():
     assert {"tune", "test"} == set(SPLIT.values())
 
 
-def test_on_the_test_half_types_are_right_and_no_bill_is_surely_other():
-    if not REALDOCS.exists():
-        pytest.skip("../shared/realdocs is not laid beside the checkout")
-    rows = [doctype_eval.classify_file(r) for r in realdocs_split.documents() if SPLIT[r["file"]] == "test"]
+def test_on_the_test_half_types_are_right_and_no_bill_is_surely_other(realdocs_results):
+    docs = [r for r in realdocs_split.documents() if SPLIT[r["file"]] == "test"]
+    rows = [doctype_eval.type_row(r, result)
+            for r, result in zip(docs, realdocs_results([r["file"] for r in docs]), strict=True)]
     scored = [r for r in rows if "predicted" in r]
     assert len(scored) >= 90
     right = sum(r["label"] == r["predicted"] for r in scored) / len(scored)

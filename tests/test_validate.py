@@ -6,7 +6,12 @@ import json
 from datetime import date
 from decimal import Decimal
 
-from docroute.pipelines.validate import REVIEW_CONFIDENCE, STRAIGHT_THROUGH_CONFIDENCE, build_extraction, invoice_checks
+from docroute.pipelines.validate import (
+    REVIEW_CONFIDENCE,
+    STRAIGHT_THROUGH_CONFIDENCE,
+    build_extraction,
+    invoice_checks,
+)
 from docroute.schemas import BBox, FieldValue
 from docroute.schemas.targets import Invoice, LineItem
 
