@@ -189,3 +189,24 @@ def test_quantity_detail_lines_and_a_printed_pair():
     none = extract_receipt([_page("SHOP LTD", "APPLES _ 2.58", "BREAD _ 3.10", "SUBTOTAL _ 5.58", "TAX _ 0.42",
                                   "TOTAL _ 6.00")])
     assert "line_items" not in none and none["subtotal"].value == Decimal("5.58")
+
+
+def test_a_phrase_matches_its_words_run_together_as_ocr_prints_a_narrow_gap():
+    from docroute.extractors.fields.receipt_lines import find, fold
+
+    phrases = ["grand total", "tax invoice"]
+    assert find(fold("GRANDTOTAL RM 12.30"), phrases) == "grand total"
+    assert find(fold("Johor TAXINVOICE"), phrases) == "tax invoice"
+    assert find(fold("TAXINV0ICE"), phrases) == "tax invoice"  # and one OCR slip in it
+    assert find(fold("GRAND TOTAL"), phrases) == "grand total"
+    assert find(fold("TOTALGRAND"), phrases) is None  # the words in their order only
+    assert find(fold("GRANDTOTAL"), phrases, fuzzy=False) == "grand total"
+    assert find(fold("x GRANDTOTAL"), phrases, start=True) is None
+
+
+def test_the_price_column_head_is_no_merchant_and_a_card_payment_is_what_was_paid():
+    # a logo header (no name printed), the price column headed "EUR", paid by credit card, no change
+    fields = extract_receipt([_page("EUR", "Butter _ 1,99", "Kaffee _ 3,29", "Brot _ 0,99", "Summe",
+                                    "Kreditkarte _ 6,27", "Beispiel Handels GmbH", "01.02.2020 10:15")])
+    assert fields["vendor_name"].value == "Beispiel Handels GmbH"  # the legal entity at the foot
+    assert fields["total"].value == Decimal("6.27")
