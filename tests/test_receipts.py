@@ -210,3 +210,17 @@ def test_the_price_column_head_is_no_merchant_and_a_card_payment_is_what_was_pai
                                     "Kreditkarte _ 6,27", "Beispiel Handels GmbH", "01.02.2020 10:15")])
     assert fields["vendor_name"].value == "Beispiel Handels GmbH"  # the legal entity at the foot
     assert fields["total"].value == Decimal("6.27")
+
+
+def test_a_receipt_gets_no_merchant_from_the_invoice_rules():
+    """A till strip whose header is a logo: the receipt rules find no merchant, and the invoice rules'
+    guess (the price column's head) is not taken instead; the date and total still come through."""
+    from docroute.extractors.fields import extract, extract_invoice
+    from docroute.schemas.targets import Invoice
+
+    page = _page("EUR", "Butter _ 1,99", "Kaffee _ 3,29", "Brot _ 0,99", "Summe _ 6,27", "Kreditkarte _ 6,27",
+                 "01.02.2020 10:15")
+    assert extract_invoice([page])["vendor_name"].value == "EUR"  # what the invoice rules make of it
+    fields = extract(Invoice, [page], "receipt")
+    assert "vendor_name" not in fields and "vendor_address" not in fields
+    assert fields["total"].value == Decimal("6.27") and fields["invoice_date"].value == date(2020, 2, 1)

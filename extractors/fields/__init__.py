@@ -29,14 +29,17 @@ from .invoice import extract_invoice
 from .receipt import extract_receipt
 from .schema_labels import field_specs as schema_fields
 
-RECEIPT_OWNS = ("subtotal", "tax_total", "line_items")
+# a receipt's fields that only the receipt rules fill: its amounts' terms where they reconcile, and its
+# merchant and address (the invoice rules' party blocks guess a price column's head or an item on a till
+# strip); the date and the total fall back to the invoice rules' where the receipt rules found none
+RECEIPT_OWNS = ("subtotal", "tax_total", "line_items", "vendor_name", "vendor_address")
 
 
 def extract(schema: type, pages: Sequence[ParsedPage], kind: str = "invoice") -> dict[str, FieldValue]:
     """The one entry: the invoice rules for ``Invoice`` (the engine's document reading with the invoice
     lexicon, then vendor/customer blocks, totals reconciliation, currency, its item table; for a document
-    typed ``receipt`` the receipt's merchant, address, date and total payable on top, and its subtotal,
-    tax and item lines only from the receipt rules, where they reconcile; for one typed
+    typed ``receipt`` the receipt's merchant, address, date and total payable on top, and its merchant,
+    address, subtotal, tax and item lines only from the receipt rules (:data:`RECEIPT_OWNS`); for one typed
     ``invoice_or_receipt``, extractors/doctype.field_rules, the receipt rules fill only what the invoice
     rules left empty), the schema-driven extractor for any other schema."""
     if issubclass(schema, Invoice):
@@ -45,7 +48,6 @@ def extract(schema: type, pages: Sequence[ParsedPage], kind: str = "invoice") ->
             return extract_receipt(pages) | fields
         if kind != "receipt":
             return fields
-        # a receipt's subtotal, tax and items are the receipt rules' alone: kept only where they reconcile
         return {k: v for k, v in fields.items() if k not in RECEIPT_OWNS} | extract_receipt(pages)
     return extract_fields(schema, pages)
 

@@ -121,6 +121,14 @@ def _addresslike(ln: Line) -> bool:
                 or (any(c.isdigit() for c in text) and find(ln.folded, labels()["address"]["street_words"])))
 
 
+def _area(ln: Line) -> bool:
+    """A line of place words ("KAWASAN PERINDUSTRIAN BALAKONG", "Industrial Estate"): half its words or
+    more, at least two, are street or area words, and it names no company form: a place, not a name."""
+    words = ln.folded.split()
+    hits = sum(bool(find(w, labels()["address"]["street_words"], fuzzy=False)) for w in words)
+    return hits >= 2 and 2 * hits >= len(words) and not _form(fold(_clean_name(ln.text)))
+
+
 def _vendor(lines: Sequence[Line], page: ParsedPage) -> tuple[FieldValue | None, int]:
     """The merchant line and the index the address follows.
 
@@ -129,7 +137,7 @@ def _vendor(lines: Sequence[Line], page: ParsedPage) -> tuple[FieldValue | None,
     lab = labels()["vendor"]
     end = _header_end(lines)
     scan = min(len(lines), HEAD_LINES + 4)
-    names = [i for i in range(scan) if _namelike(lines[i]) and not _addresslike(lines[i])
+    names = [i for i in range(scan) if _namelike(lines[i]) and not _addresslike(lines[i]) and not _area(lines[i])
              and not find(lines[i].folded, lab["titles"], start=True)
              and not find(lines[i].folded, lab["not_names"], start=True)
              and lines[i].folded.strip() not in lab["column_heads"]]
