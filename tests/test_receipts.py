@@ -224,3 +224,16 @@ def test_a_receipt_gets_no_merchant_from_the_invoice_rules():
     fields = extract(Invoice, [page], "receipt")
     assert "vendor_name" not in fields and "vendor_address" not in fields
     assert fields["total"].value == Decimal("6.27") and fields["invoice_date"].value == date(2020, 2, 1)
+
+
+@pytest.mark.parametrize("printed, name", [
+    ("EXAMPLE RAIL SL : BHD (123456-A)", "EXAMPLE RAIL SDN BHD"),  # SDN misread, as OCR does on faint print
+    ("EXAMPLE RAIL SC! BHD", "EXAMPLE RAIL SDN BHD"),
+    ("Example Rail Son Bhd", "Example Rail Sdn Bhd"),
+    ("EXAMPLE HOLDINGS BHD", "EXAMPLE HOLDINGS BHD"),  # a Berhad is no Sdn Bhd
+    ("EXAMPLE RAIL SDN. BHD", "EXAMPLE RAIL SDN. BHD"),
+])
+def test_a_misread_sdn_before_bhd_is_spelled_as_printed(printed, name):
+    fields = extract_receipt([_page(printed, "12 JALAN CONTOH", "50000 KUALA LUMPUR", "TEL 03-1234 5678",
+                                    "TOTAL _ 9.90", "CASH _ 10.00", "CHANGE _ 0.10")])
+    assert fields["vendor_name"].value == name

@@ -18,6 +18,8 @@ import re
 from collections.abc import Sequence
 from datetime import date
 
+from rapidfuzz.distance import Levenshtein
+
 from docroute.extractors.doctype import fold
 from docroute.schemas import FieldValue, ParsedPage
 
@@ -94,8 +96,22 @@ def _repair_form(text: str) -> str:
     return text
 
 
+# "SDN BHD" with its first word misread ("SON BHD", "SC! : BHD", "5DN BHD"): a short token of letters,
+# digits or marks right before BHD, within two edits of SDN, is SDN
+_GARBLED_SDN = re.compile(r"(?<=\s)([A-Z0-9!|:;.,']{1,4})(\s*[:;.,]?\s*)(?=(BHD)\b)", re.I)
+
+
+def _repair_sdn(text: str) -> str:
+    def fix(m: re.Match) -> str:
+        token = re.sub(r"[^A-Z0-9]", "", m.group(1).upper())
+        sdn = "SDN " if m.group(3).isupper() else "Sdn "
+        return sdn if token and token != "SDN" and Levenshtein.distance(token, "SDN") <= 2 else m.group(0)
+
+    return _GARBLED_SDN.sub(fix, text)
+
+
 def _clean_name(text: str) -> str:
-    return _repair_form(_BARE_REG.sub("", _REG_NUMBER.sub("", _LEADING_REG.sub("", text))).strip(" .,:;"))
+    return _repair_sdn(_repair_form(_BARE_REG.sub("", _REG_NUMBER.sub("", _LEADING_REG.sub("", text))).strip(" .,:;")))
 
 
 def _header_end(lines: Sequence[Line]) -> int:
