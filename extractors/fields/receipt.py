@@ -23,7 +23,7 @@ from rapidfuzz.distance import Levenshtein
 from docroute.extractors.doctype import fold
 from docroute.schemas import FieldValue, ParsedPage
 
-from .receipt_items import extract_items, line_sums, subtotal_tax
+from .receipt_items import extract_items, item_lines, line_sums, subtotal_tax
 from .receipt_lines import Line, amounts, field, find, labels, page_lines
 from .receipt_total import amounts_of, extract_total
 
@@ -304,9 +304,10 @@ def extract_receipt(pages: Sequence[ParsedPage]) -> dict[str, FieldValue]:
     if date_fv := _date(lines, page):
         found["invoice_date"] = date_fv
     printed = amounts_of(lines)
-    if total := extract_total(lines, page, printed, line_sums(lines, printed)):
+    items = item_lines(lines, printed)
+    if total := extract_total(lines, page, printed, line_sums(items)):
         found["total"] = total
         found |= subtotal_tax(printed, total, lines, page)
-        if items := extract_items(lines, printed, page, total, found):
-            found["line_items"] = items
+        if rows := extract_items(items, lines, printed, page, total, found):
+            found["line_items"] = rows
     return found

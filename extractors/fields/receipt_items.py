@@ -209,19 +209,17 @@ def item_lines(lines: Sequence[Line], found: Sequence[Amount]) -> list[Item]:
     return out
 
 
-def line_sums(lines: Sequence[Line], found: Sequence[Amount]) -> list[Decimal]:
-    """What the item lines add up to, all of them and leaving out up to SKIP_LEADING stray ones above
-    (receipt_total's line-sum evidence)."""
-    items = item_lines(lines, found)
+def line_sums(items: Sequence[Item]) -> list[Decimal]:
+    """What the item lines (:func:`item_lines`) add up to, all of them and leaving out up to SKIP_LEADING
+    stray ones above (receipt_total's line-sum evidence)."""
     return [sum((it.amount for it in items[k:]), Decimal(0)) for k in range(min(len(items), SKIP_LEADING + 1))]
 
 
-def extract_items(lines: Sequence[Line], found: Sequence[Amount], page: ParsedPage, total: FieldValue,
-                  sums: dict[str, FieldValue]) -> FieldValue | None:
+def extract_items(items: Sequence[Item], lines: Sequence[Line], found: Sequence[Amount], page: ParsedPage,
+                  total: FieldValue, sums: dict[str, FieldValue]) -> FieldValue | None:
     """``line_items`` as the invoice path returns them (rows of description, quantity, unit price,
-    amount), only when their amounts add up to the subtotal (or, none printed, to the total less the
-    rounding); else none."""
-    items = item_lines(lines, found)
+    amount) from the item lines (:func:`item_lines`), only when their amounts add up to the subtotal
+    (or, none printed, to the total less the rounding); else none."""
     if "subtotal" in sums:
         targets = [sums["subtotal"].value]
         if sums["subtotal"].source == "derived":
