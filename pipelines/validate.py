@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from docroute.extractors.fields.calibration import is_calibrated
 from docroute.pipelines.checks import run_checks
 from docroute.schemas import Extraction, FieldValue
 from docroute.schemas.targets import Invoice, TargetSchema
@@ -31,7 +32,6 @@ from docroute.schemas.targets import Invoice, TargetSchema
 KEY_FIELDS = {"invoice": ("invoice_number", "invoice_date", "total")}
 REVIEW_CONFIDENCE = 0.6
 STRAIGHT_THROUGH_CONFIDENCE = 0.99  # the share of straight-through fields that must be right (issue 14)
-CALIBRATED_SOURCES = ("layout", "ocr", "derived")  # the layout path's fields (VLM and machine values aside)
 CENT = Decimal("0.01")
 
 
@@ -258,8 +258,7 @@ def build_extraction(
     reasons += [f"low_confidence:{name}" for name, fv in sorted(kept.items()) if fv.confidence < REVIEW_CONFIDENCE]
     if isinstance(obj, Invoice):  # its layout fields' confidences are calibrated probabilities
         reasons += [f"unsure:{name}" for name, fv in sorted(kept.items())
-                    if name != "line_items" and fv.source in CALIBRATED_SOURCES
-                    and REVIEW_CONFIDENCE <= fv.confidence < STRAIGHT_THROUGH_CONFIDENCE]
+                    if is_calibrated(name, fv) and REVIEW_CONFIDENCE <= fv.confidence < STRAIGHT_THROUGH_CONFIDENCE]
     if errors:
         reasons.append("validation_errors")
     if routed_pages and vlm_status != "ok":

@@ -32,6 +32,12 @@ KIND_OF = {
     "currency": "code",
 }
 SKIP = {"line_items"}  # a table's confidence is its cells'; not calibrated here
+SOURCES = ("layout", "ocr", "derived")  # the layout path's values (the VLM's and machine-readable ones aside)
+
+
+def is_calibrated(name: str, fv: FieldValue) -> bool:
+    """Whether the field's confidence goes through the map (so means the probability of being right)."""
+    return name not in SKIP and fv.source in SOURCES
 
 
 def group_of(name: str, source: str) -> tuple[str, str]:
@@ -62,6 +68,6 @@ def calibrate_fields(fields: dict[str, FieldValue], table: dict[str, dict] | Non
     table = maps() if table is None else table
     if not table:
         return fields
-    return {name: fv if name in SKIP or fv.source not in ("layout", "ocr", "derived") else
-            fv.model_copy(update={"confidence": calibrated(name, fv.source, fv.confidence, table)})
+    return {name: fv.model_copy(update={"confidence": calibrated(name, fv.source, fv.confidence, table)})
+            if is_calibrated(name, fv) else fv
             for name, fv in fields.items()}
