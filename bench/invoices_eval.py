@@ -27,7 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realdocs_split import REALDOCS, bench_main, half_of  # noqa: E402
+from realdocs_split import REALDOCS, bench_main, field_tally, half_of, straight_through  # noqa: E402
 
 I2D_FIELDS = {  # invoice2data key -> (our field, kind)
     "invoice_number": ("invoice_number", "id"),
@@ -110,17 +110,11 @@ def report(rows: list[dict]) -> str:
     lines = []
     for which in ("tune", "test"):
         part = [r for r in rows if r["half"] == which]
-        cells = []
-        for k in keys:
-            scored = [r["right"][k] for r in part if k in r["right"]]
-            if scored:
-                cells.append(f"{k} {sum(scored)}/{len(scored)}")
         hit, n = accuracy(part)
-        straight = [r for r in part if not r["needs_review"]]
+        through, right, scored = straight_through(part)
         lines.append(f"{which} half ({len(part)} invoices): overall {hit}/{n} = {hit / max(1, n):.2f}")
-        lines.append("  " + ", ".join(cells))
-        lines.append(f"  straight through: {len(straight)}; their fields right: {accuracy(straight)[0]}/"
-                     f"{accuracy(straight)[1]}")
+        lines.append("  " + ", ".join(f"{k} {ok}/{m}" for k, ok, m in field_tally(part, keys)))
+        lines.append(f"  straight through: {through}; their fields right: {right}/{scored}")
         for r in part:
             for k, ok in r["right"].items():
                 if not ok:

@@ -56,6 +56,23 @@ def run_document(rel: str):
     return process_document(REALDOCS / rel, Settings(workers=1))
 
 
+def field_tally(rows: list[dict], keys) -> list[tuple[str, int, int]]:
+    """(field, right, scored) per field over rows that carry ``right`` maps, fields never scored left out."""
+    out = []
+    for k in keys:
+        scored = [r["right"][k] for r in rows if k in r["right"]]
+        if scored:
+            out.append((k, sum(scored), len(scored)))
+    return out
+
+
+def straight_through(rows: list[dict]) -> tuple[int, int, int]:
+    """How many rows went straight through (``needs_review`` false), and their fields right / scored."""
+    straight = [r for r in rows if not r["needs_review"]]
+    fields = [v for r in straight for v in r["right"].values()]
+    return len(straight), sum(fields), len(fields)
+
+
 def bench_main(doc: str, fn, items: list, report, argv: list[str] | None = None) -> int:
     """The command line of a realdocs benchmark: ``fn`` over ``items`` in a process pool, the rows
     optionally saved as JSON (``--json``), then ``report(rows)`` printed."""

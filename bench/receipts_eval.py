@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realdocs_split import REALDOCS, bench_main, half_of  # noqa: E402
+from realdocs_split import REALDOCS, bench_main, field_tally, half_of, straight_through  # noqa: E402
 
 FIELDS = ("vendor", "address", "date", "total")
 
@@ -125,15 +125,10 @@ def report(rows: list[dict]) -> str:
     lines = []
     for which in ("tune", "test"):
         part = [r for r in rows if r["half"] == which]
-        cells = []
-        for f in FIELDS:
-            scored = [r["right"][f] for r in part if f in r["right"]]
-            cells.append(f"{f} {sum(scored)}/{len(scored)} = {sum(scored) / max(1, len(scored)):.2f}")
-        straight = [r for r in part if not r["needs_review"]]
-        fields = [v for r in straight for v in r["right"].values()]
+        cells = [f"{f} {ok}/{m} = {ok / m:.2f}" for f, ok, m in field_tally(part, FIELDS)]
+        through, right, scored = straight_through(part)
         lines.append(f"{which} half ({len(part)} receipts): " + ", ".join(cells))
-        lines.append(f"  straight through: {len(straight)} of {len(part)}; their fields right: "
-                     f"{sum(fields)}/{len(fields)}")
+        lines.append(f"  straight through: {through} of {len(part)}; their fields right: {right}/{scored}")
         rec = [r.get("reconcile", {}) for r in part]
         lines.append(f"  subtotal and tax filled: {sum(bool(c.get('subtotal_tax')) for c in rec)}, adding up to the "
                      f"total: {sum(bool(c.get('subtotal_tax_ok')) for c in rec)}; line items filled: "
