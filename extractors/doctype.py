@@ -103,7 +103,7 @@ NOT_APPLICABLE_MIN_CONFIDENCE = 0.7
 BILL_SCHEMAS = ("invoice",)  # schemas that describe invoices and receipts
 
 
-UNSURE_INVOICE = 0.6  # an invoice typed with at most this confidence (a cue point ahead) that has receipt cues ...
+UNSURE_INVOICE = 0.6  # an invoice typed with at most this confidence (one cue point ahead of its receipt cues)
 
 
 def field_rules(doctype: DocumentType) -> str:

@@ -188,7 +188,6 @@ def _page_error(exc: Exception, settings: Settings) -> str:
     return text
 
 
-
 def read_pages(doc: DocumentHandle, settings: Settings) -> tuple[list[PageResult], list[str]]:
     """Every page through :func:`process_page`; a page that fails is an error, the others go on."""
     pages: list[PageResult] = []

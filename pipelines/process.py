@@ -64,7 +64,6 @@ def _unsupported_message(src: SourceFile) -> str:
     )
 
 
-
 def _with_engine(pages: list[PageResult], doc: DocumentHandle, options: LayoutOptions,
                  languages: tuple[str, ...]) -> list[PageResult]:
     """Give each page the elements of the configured layout engine (see extractors/layout.py)."""
