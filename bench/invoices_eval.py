@@ -27,7 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realdocs_split import REALDOCS, bench_main, field_tally, half_of, straight_through  # noqa: E402
+from realdocs_split import REALDOCS, bench_main, field_tally, half_of, run_document, straight_through  # noqa: E402
 
 I2D_FIELDS = {  # invoice2data key -> (our field, kind)
     "invoice_number": ("invoice_number", "id"),
@@ -85,13 +85,10 @@ def score_data(path: Path, data: dict) -> dict[str, bool]:
 
 
 def score(path: Path) -> dict:
-    from docroute.pipelines.process import process_document
-    from docroute.pipelines.settings import Settings
-
-    result = process_document(path, Settings(workers=1))
+    name = f"{path.parent.name}/{path.name}"
+    result = run_document(name)
     inv = next((ex for ex in result.extractions if ex.schema_name == "invoice"), None)
     data = dict(inv.data) if inv else {}
-    name = f"{path.parent.name}/{path.name}"
     return {"file": name, "half": half_of(name), "status": result.status,
             "needs_review": inv.needs_review if inv else True,
             "predicted": {k: str(data.get(f)) for k, (f, _, _) in labels_of(path).items()} |
